@@ -1,0 +1,168 @@
+"""Structured configs (the schema Hydra merges every YAML file into) and their checks.
+
+Hydra and OmegaConf check types (an int where a float is expected is converted, so
+`carry_bias=-1` is -1.0); `validate` checks ranges and names and raises `ConfigError` with
+one sentence naming the key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+MODEL_NAMES = ("highway_fc", "plain_fc", "shallow")
+DATA_NAMES = ("mnist", "digits", "synthetic")
+OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
+LOSS_REDUCTIONS = ("mean", "sum")
+IMPLEMENTATIONS = ("scan", "layers")
+INITIALIZERS = (
+    "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
+    "lecun_normal", "orthogonal", "truncated_normal", "random_normal",
+)
+
+
+class ConfigError(ValueError):
+    """A config value outside what the study allows; the message is one sentence."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    activation: str = "relu"
+    # Any Keras initializer name; "truncated_normal"/"random_normal" use init_stddev.
+    kernel_initializer: str = "glorot_uniform"
+    init_stddev: float = 0.1
+    # Initial value of every bias except the transform gate's (which is carry_bias).
+    bias_init: float = 0.0
+    # highway_fc only: "scan" (stacked weights, depth-independent build) or "layers"
+    # (one HighwayDense per layer, the reference).
+    implementation: str = "scan"
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    # mnist: an explicit folder holding the four IDX files (.gz or raw); else searched.
+    path: Optional[str] = None
+    # mnist: download into the cache when the files are found nowhere.
+    download: bool = True
+    # Examples held out of the training set for validation (seeded).
+    val_size: int = 5000
+    # digits/synthetic only: examples held out as the test set.
+    test_size: int = 0
+    # Use only the first N training examples (after the validation split); null = all.
+    train_limit: Optional[int] = None
+    # synthetic only: examples, features and classes generated.
+    num_examples: int = 0
+    num_features: int = 0
+    num_classes: int = 10
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    learning_rate: float = 0.01
+    momentum: float = 0.0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # Number of highway (or plain hidden) layers between the input projection and the
+    # classifier.
+    depth: int = 18
+    # Initial bias b_T of every transform gate.
+    carry_bias: float = -2.0
+    width: int = 50
+    epochs: int = 5
+    # Stop after this many optimizer steps (overrides epochs when set); null = epochs only.
+    max_steps: Optional[int] = None
+    batch_size: int = 128
+    # "mean" averages the cross-entropy over a batch, "sum" adds it up (the blog's).
+    loss_reduction: str = "mean"
+    seed: int = 0
+    # Validation accuracy that counts as "converged" (epochs_to_threshold).
+    threshold: float = 0.9
+    tensorboard: bool = True
+    # After training, evaluate with every k-th layer's transform gate forced shut; 0 = off.
+    lesion_every: int = 0
+    # Free-form tags copied into the run record (for example the experiment's name).
+    tags: Any = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    """Register the schema that conf/config.yaml starts from."""
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+def validate(cfg) -> None:
+    """Raise ConfigError for the first value outside its allowed range."""
+    _choice("model.name", cfg.model.name, MODEL_NAMES)
+    _choice("data.name", cfg.data.name, DATA_NAMES)
+    _choice("optimizer.name", cfg.optimizer.name, OPTIMIZER_NAMES)
+    _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)
+    _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
+    _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)
+    for key in ("depth", "width", "epochs", "batch_size"):
+        _at_least(key, cfg[key], 1)
+    if cfg.model.name == "shallow" and cfg.depth != 1:
+        raise ConfigError(
+            f"depth={cfg.depth} is not allowed for model=shallow, which has exactly one "
+            "hidden layer: use depth=1 or another model."
+        )
+    if cfg.max_steps is not None:
+        _at_least("max_steps", cfg.max_steps, 1)
+    _at_least("lesion_every", cfg.lesion_every, 0)
+    _finite("carry_bias", cfg.carry_bias)
+    _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
+    _positive("model.init_stddev", cfg.model.init_stddev)
+    _finite("model.bias_init", cfg.model.bias_init)
+    if not 0.0 <= cfg.optimizer.momentum < 1.0:
+        raise ConfigError(
+            f"optimizer.momentum={cfg.optimizer.momentum} is not allowed: use a value in [0, 1)."
+        )
+    if not 0.0 < cfg.threshold <= 1.0:
+        raise ConfigError(f"threshold={cfg.threshold} is not allowed: use a value in (0, 1].")
+    _validate_data(cfg.data)
+
+
+def _validate_data(data) -> None:
+    _at_least("data.val_size", data.val_size, 1)
+    _at_least("data.test_size", data.test_size, 0 if data.name == "mnist" else 1)
+    if data.train_limit is not None:
+        _at_least("data.train_limit", data.train_limit, 1)
+    if data.name == "synthetic":
+        _at_least("data.num_examples", data.num_examples, 1)
+        _at_least("data.num_features", data.num_features, 1)
+        _at_least("data.num_classes", data.num_classes, 2)
+        if data.val_size + data.test_size >= data.num_examples:
+            raise ConfigError(
+                f"data.val_size + data.test_size = {data.val_size + data.test_size} leaves no "
+                f"training examples out of data.num_examples={data.num_examples}: make it smaller."
+            )
+
+
+def _choice(key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed: use one of {', '.join(allowed)}.")
+
+
+def _at_least(key: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{key}={value!r} is not allowed: use an integer >= {low}.")
+
+
+def _positive(key: str, value) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{key}={value!r} is not allowed: use a number > 0.")
+
+
+def _finite(key: str, value) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} is not allowed: use a finite number.")

@@ -1,0 +1,218 @@
+"""Highway layers: y = H(x) * T(x) + x * (1 - T(x)), T = sigmoid(x W_T + b_T).
+
+`b_T` starts at `carry_bias`: a negative value makes every layer begin by carrying its
+input through, which is what lets very deep stacks train with plain SGD.
+
+Two implementations of the same maths:
+- `HighwayDense`, one Keras layer per highway layer (what a user writes first);
+- `HighwayStack`, `depth` layers whose weights are stacked into one tensor and applied
+  with a scan, so that building and tracing the graph costs the same at any depth.
+
+Every highway layer (and the stack, per layer) exposes the same small gate interface, used
+for gate-activity records and lesioning: `num_gates`, `gate_activity(x)`,
+`get_transform_bias(i)` and `set_transform_bias(i, values)`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+
+def highway_combine(x, h, t):
+    """y = H*T + x*(1-T), written once so that every implementation rounds alike."""
+    return h * t + x * (1.0 - t)
+
+
+@keras.saving.register_keras_serializable(package="highway_study")
+class HighwayDense(keras.layers.Layer):
+    """A fully connected highway layer; its width is the width of its input."""
+
+    def __init__(
+        self,
+        activation="relu",
+        carry_bias: float = -2.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.activation = keras.activations.get(activation)
+        self.carry_bias = float(carry_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.kernel_h = self.add_weight(
+            name="kernel_h", shape=(width, width), initializer=self.kernel_initializer
+        )
+        self.bias_h = self.add_weight(
+            name="bias_h", shape=(width,), initializer=self.bias_initializer
+        )
+        self.kernel_t = self.add_weight(
+            name="kernel_t", shape=(width, width), initializer=self.kernel_initializer
+        )
+        self.bias_t = self.add_weight(
+            name="bias_t",
+            shape=(width,),
+            initializer=keras.initializers.Constant(self.carry_bias),
+        )
+
+    def transform_gate(self, x):
+        """T(x), the share of the transformed signal in the output (0 = pure carry)."""
+        return ops.sigmoid(ops.matmul(x, self.kernel_t) + self.bias_t)
+
+    def call(self, x):
+        h = self.activation(ops.matmul(x, self.kernel_h) + self.bias_h)
+        return highway_combine(x, h, self.transform_gate(x))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # -- gate interface -------------------------------------------------------
+    num_gates = 1
+
+    def gate_activity(self, x) -> np.ndarray:
+        """Mean transform-gate value over the batch and units, as a 1-element array."""
+        return np.array([float(ops.mean(self.transform_gate(x)))])
+
+    def get_transform_bias(self, index: int = 0) -> np.ndarray:
+        _check_index(index, 1)
+        return np.array(self.bias_t.numpy())
+
+    def set_transform_bias(self, index: int, values) -> None:
+        _check_index(index, 1)
+        self.bias_t.assign(np.broadcast_to(values, self.bias_t.shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            activation=keras.activations.serialize(self.activation),
+            carry_bias=self.carry_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="highway_study")
+class HighwayStack(keras.layers.Layer):
+    """`depth` highway layers of one width, stacked as kernel [depth, width, 2*width].
+
+    Columns [:width] of each slice are H's weights, [width:] the transform gate's. A scan
+    applies the layers in order, so graph size, build and trace time do not grow with depth.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        activation="relu",
+        carry_bias: float = -2.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(depth) < 1:
+            raise ValueError(f"HighwayStack depth must be >= 1, got {depth}.")
+        self.depth = int(depth)
+        self.activation = keras.activations.get(activation)
+        self.carry_bias = float(carry_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        self.width = width
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.depth, width, 2 * width),
+            initializer=self._per_layer_kernel_initializer,
+        )
+        self.bias = self.add_weight(
+            name="bias",
+            shape=(self.depth, 2 * width),
+            initializer=self._per_layer_bias_initializer,
+        )
+
+    def _per_layer_kernel_initializer(self, shape, dtype=None):
+        # Each [width, width] block gets the fan-in/fan-out of one layer, exactly as the
+        # layer-by-layer stack would; initialising the 3-D tensor at once would not.
+        depth, width, _ = shape
+        blocks = [
+            ops.concatenate(
+                [self.kernel_initializer((width, width), dtype=dtype) for _ in range(2)],
+                axis=1,
+            )
+            for _ in range(depth)
+        ]
+        return ops.stack(blocks)
+
+    def _per_layer_bias_initializer(self, shape, dtype=None):
+        depth, twice_width = shape
+        width = twice_width // 2
+        bias_h = ops.stack([self.bias_initializer((width,), dtype=dtype) for _ in range(depth)])
+        bias_t = ops.full((depth, width), self.carry_bias, dtype=dtype)
+        return ops.concatenate([bias_h, bias_t], axis=1)
+
+    def _layer(self, x, kernel, bias):
+        pre = tf.matmul(x, kernel) + bias
+        h = self.activation(pre[:, : self.width])
+        t = tf.sigmoid(pre[:, self.width :])
+        return h, t
+
+    def call(self, x):
+        def step(x, weights):
+            h, t = self._layer(x, *weights)
+            return highway_combine(x, h, t)
+
+        return tf.foldl(step, (self.kernel, self.bias), initializer=x)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # -- gate interface -------------------------------------------------------
+    @property
+    def num_gates(self) -> int:
+        return self.depth
+
+    def gate_activity(self, x) -> np.ndarray:
+        """Mean transform-gate value of every layer (over batch and units), shape [depth]."""
+
+        def step(carry, weights):
+            x, _ = carry
+            h, t = self._layer(x, *weights)
+            return highway_combine(x, h, t), tf.reduce_mean(t)
+
+        x = tf.convert_to_tensor(x)
+        _, means = tf.scan(step, (self.kernel, self.bias), initializer=(x, tf.zeros(())))
+        return np.asarray(means)
+
+    def get_transform_bias(self, index: int) -> np.ndarray:
+        _check_index(index, self.depth)
+        return np.array(self.bias.numpy()[index, self.width :])
+
+    def set_transform_bias(self, index: int, values) -> None:
+        _check_index(index, self.depth)
+        bias = np.array(self.bias.numpy())
+        bias[index, self.width :] = values
+        self.bias.assign(bias)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            depth=self.depth,
+            activation=keras.activations.serialize(self.activation),
+            carry_bias=self.carry_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+def _check_index(index: int, count: int) -> None:
+    if not 0 <= index < count:
+        raise IndexError(f"gate index {index} is out of range: this layer has {count} gate(s).")

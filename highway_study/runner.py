@@ -1,0 +1,62 @@
+"""Runs one training job and makes sure it always ends with a run record.
+
+User errors (missing or corrupt data) end a single run with one sentence and exit code 1;
+in a sweep every failure is recorded as status `failed` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from highway_study import records
+
+log = logging.getLogger("highway_study")
+
+
+def user_errors() -> tuple:
+    """Exceptions caused by the user's input, reported in one sentence without traceback."""
+    from highway_study.idx import IdxError
+    from highway_study.mnist import ChecksumError, DataNotFoundError
+
+    return (DataNotFoundError, IdxError, ChecksumError)
+
+
+def run_once(cfg, run_dir: Path, multirun: bool) -> float:
+    from highway_study.train import objective, train
+
+    try:
+        summary = train(cfg, run_dir, verbose=not multirun)
+    except user_errors() as error:
+        record_failure(run_dir, cfg, str(error))
+        if multirun:
+            log.error("%s", error)
+            return 0.0
+        print(error, file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - one broken run must not end a sweep
+        record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
+        if not multirun:
+            raise
+        log.exception("run failed; recorded as status failed")
+        return 0.0
+    if multirun:
+        log.info("%s: %s, best val acc %s, %.0f s", run_dir.name, summary["status"],
+                 _pct(summary["best_val_accuracy"]), summary["wall_seconds"])
+    return objective(summary)
+
+
+def record_failure(run_dir: Path, cfg, message: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records.write_summary(run_dir, {
+        "status": "failed",
+        "error": message,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    })
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
