@@ -7,6 +7,7 @@ header can neither allocate a huge array nor yield a silently short one.
 from __future__ import annotations
 
 import gzip
+import zlib
 import struct
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def read_idx(path) -> np.ndarray:
                 return _read(stream, path, _gzip_payload_size(path), modulus=1 << 32)
         with open(path, "rb") as stream:
             return _read(stream, path, path.stat().st_size, modulus=None)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise IdxError(f"{path} could not be read as an IDX file: {error}.") from error
 
 

@@ -1,0 +1,88 @@
+"""The IDX reader on tiny files written by the test."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from highway_study.idx import IdxError, read_idx
+
+
+def idx_bytes(array: np.ndarray, type_code=0x08) -> bytes:
+    header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(">u1" if type_code == 0x08 else ">i4").tobytes()
+
+
+@pytest.fixture
+def images():
+    return np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+
+
+def test_reads_raw_file(tmp_path, images):
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(idx_bytes(images))
+    result = read_idx(path)
+    assert result.dtype == np.uint8
+    np.testing.assert_array_equal(result, images)
+
+
+def test_reads_gzip_file(tmp_path, images):
+    path = tmp_path / "images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(idx_bytes(images)))
+    np.testing.assert_array_equal(read_idx(path), images)
+
+
+def test_reads_big_endian_int32(tmp_path):
+    labels = np.array([1, -2, 70000], dtype=np.int32)
+    path = tmp_path / "labels"
+    path.write_bytes(idx_bytes(labels, type_code=0x0C))
+    np.testing.assert_array_equal(read_idx(path), labels)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_truncated_file_is_rejected_naming_the_file(tmp_path, images, compress):
+    data = idx_bytes(images)[:-5]
+    path = tmp_path / ("short.gz" if compress else "short")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    with pytest.raises(IdxError, match="short.*truncated or corrupt"):
+        read_idx(path)
+
+
+def test_wrong_magic_is_rejected(tmp_path, images):
+    path = tmp_path / "notidx"
+    path.write_bytes(b"\x50\x4b\x03\x04" + idx_bytes(images)[4:])
+    with pytest.raises(IdxError, match="notidx is not an IDX file: wrong magic"):
+        read_idx(path)
+
+
+def test_header_claiming_huge_size_is_rejected_before_reading(tmp_path, monkeypatch):
+    path = tmp_path / "huge"
+    path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 60000, 4000, 4000) + b"\0" * 10)
+    monkeypatch.setattr("highway_study.idx._read_exactly",
+                        lambda *a: pytest.fail("data read despite a bad header"))
+    with pytest.raises(IdxError, match="huge has a header for shape"):
+        read_idx(path)
+
+
+def test_extra_trailing_data_is_rejected(tmp_path, images):
+    path = tmp_path / "long.gz"
+    path.write_bytes(gzip.compress(idx_bytes(images) + b"extra"))
+    with pytest.raises(IdxError, match="long.gz"):
+        read_idx(path)
+
+
+def test_corrupt_gzip_is_rejected(tmp_path, images):
+    data = bytearray(gzip.compress(idx_bytes(images)))
+    data[12:20] = b"\xff" * 8
+    path = tmp_path / "bad.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(IdxError, match="bad.gz"):
+        read_idx(path)
+
+
+def test_empty_file_is_rejected(tmp_path):
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    with pytest.raises(IdxError, match="empty"):
+        read_idx(path)

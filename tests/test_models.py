@@ -1,0 +1,73 @@
+"""Model structure: parameter counts from formulas, gate records, lesioning."""
+
+import keras
+import numpy as np
+import pytest
+
+from compose import compose_config
+from highway_study.lesion import lesion_accuracies
+from highway_study.models import build_model, count_params, gate_activity
+
+IN, CLASSES = 64, 10
+
+
+def projection_and_classifier(width):
+    return (IN * width + width) + (width * CLASSES + CLASSES)
+
+
+@pytest.mark.parametrize("implementation", ["scan", "layers"])
+def test_highway_fc_parameter_count(implementation):
+    cfg = compose_config("depth=7", "width=12", f"model.implementation={implementation}")
+    model = build_model(cfg, IN, CLASSES)
+    per_layer = 2 * (12 * 12 + 12)  # H and T: kernel + bias each
+    assert count_params(model) == projection_and_classifier(12) + 7 * per_layer
+
+
+def test_plain_fc_parameter_count_and_default_width():
+    cfg = compose_config("model=plain_fc", "depth=4")
+    assert cfg.width == 71
+    model = build_model(cfg, IN, CLASSES)
+    assert count_params(model) == projection_and_classifier(71) + 4 * (71 * 71 + 71)
+
+
+def test_plain_width_71_matches_highway_width_50_per_layer():
+    assert abs((71 * 71 + 71) - 2 * (50 * 50 + 50)) / (2 * (50 * 50 + 50)) < 0.01
+
+
+def test_shallow_parameter_count():
+    cfg = compose_config("model=shallow", "width=20")
+    assert count_params(build_model(cfg, IN, CLASSES)) == projection_and_classifier(20)
+
+
+@pytest.mark.parametrize("implementation", ["scan", "layers"])
+def test_gate_activity_has_one_value_per_highway_layer(implementation):
+    cfg = compose_config("depth=5", "width=8", "carry_bias=-3",
+                         f"model.implementation={implementation}")
+    model = build_model(cfg, IN, CLASSES)
+    activity = gate_activity(model, np.random.default_rng(0).random((16, IN), np.float32))
+    assert len(activity) == 5
+    # Gate pre-activations are x W_T - 3 with small Glorot weights: T stays well below 0.5.
+    assert all(0.0 < value < 0.3 for value in activity)
+
+
+def test_plain_models_have_no_gates():
+    model = build_model(compose_config("model=plain_fc", "depth=3"), IN, CLASSES)
+    assert gate_activity(model, np.zeros((2, IN), np.float32)) == []
+
+
+def test_lesioning_restores_biases_and_reports_every_kth_layer():
+    cfg = compose_config("depth=6", "width=8")
+    model = build_model(cfg, IN, CLASSES)
+    # compiled as in training: evaluate() reads the "xent" and "accuracy" metrics
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                           keras.metrics.SparseCategoricalCrossentropy(from_logits=True,
+                                                                       name="xent")])
+    before = [w.copy() for w in model.get_weights()]
+    rng = np.random.default_rng(0)
+    x, y = rng.random((32, IN), np.float32), rng.integers(0, 10, 32)
+    result = lesion_accuracies(model, x, y, every=2)
+    assert [row["layer"] for row in result] == [0, 2, 4]
+    assert all(0.0 <= row["val_accuracy"] <= 1.0 for row in result)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
