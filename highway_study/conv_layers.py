@@ -1,0 +1,101 @@
+"""Convolutional highway layer: y = H(x) * T(x) + x * (1 - T(x)) on feature maps.
+
+H and T are convolutions with SAME padding and as many output channels as input channels,
+so a stack of any depth keeps the image shape (pooling, where wanted, is a separate layer).
+The carry bias initialises T's bias (not H's), so a negative value starts the layer near a
+pure carry. The maths of the combination lives in `layers.highway_combine`, shared with the
+dense layers; the gate interface (`num_gates`, `gate_activity`, `get/set_transform_bias`) is
+the dense layer's, so gate records and lesioning treat both alike.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from highway_study.layers import highway_combine
+
+
+@keras.saving.register_keras_serializable(package="highway_study")
+class HighwayConv2D(keras.layers.Layer):
+    """A highway layer of `kernel_size` x `kernel_size` convolutions (channels last)."""
+
+    def __init__(
+        self,
+        kernel_size: int = 3,
+        activation="relu",
+        carry_bias: float = -2.0,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.kernel_size = int(kernel_size)
+        self.activation = keras.activations.get(activation)
+        self.carry_bias = float(carry_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        shape = (self.kernel_size, self.kernel_size, channels, channels)
+        self.kernel_h = self.add_weight(
+            name="kernel_h", shape=shape, initializer=self.kernel_initializer)
+        self.bias_h = self.add_weight(
+            name="bias_h", shape=(channels,), initializer=self.bias_initializer)
+        self.kernel_t = self.add_weight(
+            name="kernel_t", shape=shape, initializer=self.kernel_initializer)
+        self.bias_t = self.add_weight(
+            name="bias_t", shape=(channels,),
+            initializer=keras.initializers.Constant(self.carry_bias))
+
+    def _h_and_t(self, x):
+        # One convolution with 2*channels outputs instead of two: fewer, larger ops.
+        kernel = ops.concatenate([self.kernel_h, self.kernel_t], axis=-1)
+        bias = ops.concatenate([self.bias_h, self.bias_t], axis=-1)
+        pre = ops.conv(x, kernel, strides=1, padding="same") + bias
+        h, t = ops.split(pre, 2, axis=-1)
+        return self.activation(h), ops.sigmoid(t)
+
+    def transform_gate(self, x):
+        """T(x), the share of the transformed signal in the output (0 = pure carry)."""
+        return self._h_and_t(x)[1]
+
+    def call(self, x):
+        h, t = self._h_and_t(x)
+        return highway_combine(x, h, t)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    # -- gate interface (as HighwayDense) -------------------------------------
+    num_gates = 1
+
+    def gate_activity(self, x) -> np.ndarray:
+        """Mean transform-gate value over batch, positions and channels, as a 1-element array."""
+        return np.array([float(ops.mean(self.transform_gate(x)))])
+
+    def get_transform_bias(self, index: int = 0) -> np.ndarray:
+        _check_index(index, 1)
+        return np.array(self.bias_t.numpy())
+
+    def set_transform_bias(self, index: int, values) -> None:
+        _check_index(index, 1)
+        self.bias_t.assign(np.broadcast_to(values, self.bias_t.shape))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            kernel_size=self.kernel_size,
+            activation=keras.activations.serialize(self.activation),
+            carry_bias=self.carry_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+def _check_index(index: int, count: int) -> None:
+    if not 0 <= index < count:
+        raise IndexError(f"gate index {index} is out of range: this layer has {count} gate(s).")
