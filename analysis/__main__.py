@@ -1,0 +1,170 @@
+"""`python -m analysis [FOLDER ...]`: run records -> runs.csv, figures/, report.md.
+
+FOLDERs are sweep or run folders, searched recursively for run records; with none (and no
+--optuna), the newest sweep under outputs/ (by its multirun.yaml), else the newest run. Bad input
+ends in one sentence on stderr and exit code 1 (2 for a bad option); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from analysis.collect import AnalysisError, collect
+
+FORMATS = ("png", "svg", "pdf")
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _check_fraction("--threshold", args.threshold)
+        _check_fraction("--gate-threshold", args.gate_threshold)
+        # With only --optuna, only the study is analysed.
+        folders = args.folders or ([] if args.optuna else _default_folders())
+        out = Path(args.out) if args.out else _default_out(folders)
+        message = analyse(folders, out, args)
+    except AnalysisError as error:
+        print(error, file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def analyse(folders, out: Path, args) -> str:
+    """Collect, draw, write; return the one line that tells where everything went."""
+    from analysis import plots, report, tables  # heavy imports only after the checks
+
+    collection = collect(folders, args.threshold, args.gate_threshold) if folders else None
+    optuna = None
+    if args.optuna:
+        from analysis.optuna_study import load_trials
+
+        optuna = load_trials(args.optuna, args.study)
+    if collection is not None and collection.skipped:
+        _warn_skipped(collection.skipped)
+    drawers = _drawers(collection, optuna, args, plots, tables)
+    figures_dir = out / "figures"
+    try:
+        figures_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AnalysisError(
+            f"Cannot write to output folder {str(out)!r}: {error.strerror}.") from None
+    figures = {}
+    for name, draw in drawers.items():
+        fig = draw()
+        path = figures_dir / f"{name}.{args.format}"
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plots.plt.close(fig)
+        figures[name] = path.relative_to(out).as_posix()
+    if optuna is not None:
+        optuna[1].to_csv(out / "optuna_trials.csv", index=False)
+    if collection is None:
+        (out / "report.md").write_text(
+            report.optuna_section(*optuna, figures) + "\n", encoding="utf-8")
+        return f"Analysed Optuna study {optuna[0]!r}: {out / 'report.md'}"
+    collection.runs.to_csv(out / "runs.csv", index=False)
+    report.write_report(collection, figures, out, optuna)
+    skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
+    return (f"Analysed {len(collection.runs)} runs{skipped}: {out / 'runs.csv'}, "
+            f"{len(figures)} figures in {figures_dir}, {out / 'report.md'}")
+
+
+def _drawers(c, optuna, args, plots, tables) -> dict:
+    """Figure name -> a function drawing it, only for figures the data can fill."""
+    drawers = {}
+    if c is not None:
+        runs = c.runs
+        drawers["accuracy_heatmap"] = lambda: plots.accuracy_heatmap(runs)
+        drawers["epochs_heatmap"] = lambda: plots.epochs_heatmap(runs, c.threshold)
+        if (runs["status"] == "completed").any():
+            drawers["accuracy_vs_depth"] = lambda: plots.accuracy_vs_depth(runs)
+        _check_curve_depths(args.curve_depths, runs)
+        if "val_accuracy" in c.curves and c.curves["val_accuracy"].notna().any():
+            drawers["learning_curves"] = lambda: plots.learning_curves(
+                runs, c.curves, c.threshold, args.curve_depths)
+        gates = tables.highway_gates(c)
+        if not gates.empty:
+            drawers["gate_activity"] = lambda: plots.gate_heatmap(gates)
+            drawers["effective_depth"] = lambda: plots.effective_depth(runs, c.gate_threshold)
+        lesions = tables.lesion_table(c)
+        lesions = lesions[lesions["model"] == tables.HIGHWAY]
+        if not lesions.empty:
+            drawers["lesion"] = lambda: plots.lesion_figure(lesions)
+    if optuna is not None and not optuna[1].empty:
+        drawers["optuna"] = lambda: plots.optuna_trials(optuna[1], optuna[0])
+    return drawers
+
+
+def _check_curve_depths(depths, runs) -> None:
+    present = sorted(int(d) for d in runs["depth"].dropna().unique())
+    absent = [d for d in depths or [] if d not in present]
+    if absent:
+        raise AnalysisError(
+            f"--curve-depths {','.join(map(str, absent))} not among the runs' depths: use some "
+            f"of {','.join(map(str, present))}.")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Turn highway_study run records into runs.csv, figures/ and report.md.")
+    parser.add_argument("folders", nargs="*", metavar="FOLDER",
+                        help="sweep or run folders (default: the newest sweep under outputs/)")
+    parser.add_argument("--out", help="output folder (default: FOLDER/analysis for one "
+                                      "folder, else outputs/analysis)")
+    parser.add_argument("--threshold", type=float, default=0.9,
+                        help="validation accuracy that counts as converged (default 0.9)")
+    parser.add_argument("--gate-threshold", type=float, default=0.1,
+                        help="mean transform-gate activity above which a layer counts as "
+                             "used, for the effective depth (default 0.1)")
+    parser.add_argument("--format", choices=FORMATS, default="png", help="figure file format")
+    parser.add_argument("--curve-depths", type=_depth_list, default=None,
+                        help="depths whose learning curves are drawn, e.g. 1,20,50 "
+                             "(default: up to 4 spread over the depths present)")
+    parser.add_argument("--optuna", metavar="URL",
+                        help="Optuna storage to plot, e.g. sqlite:///outputs/optuna.db")
+    parser.add_argument("--study", help="Optuna study name (default: the newest in the storage)")
+    return parser
+
+
+def _depth_list(text: str) -> list[int]:
+    try:
+        depths = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of depths, e.g. 1,20,50") from None
+    if not depths:
+        raise argparse.ArgumentTypeError("give at least one depth, e.g. 1,20,50")
+    return depths
+
+
+def _check_fraction(option: str, value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise AnalysisError(f"{option}={value:g} is not allowed: use a fraction in (0, 1], "
+                            "e.g. 0.9 for 90%.")
+
+
+def _default_folders() -> list[Path]:
+    """The newest sweep under outputs/ (a folder with multirun.yaml), else the newest run."""
+    for pattern in ("**/multirun.yaml", "**/summary.json"):
+        found = list(Path("outputs").glob(pattern))
+        if found:
+            return [max(found, key=lambda p: p.stat().st_mtime).parent]
+    raise AnalysisError("No folder given and no sweep or run found under outputs/: pass a "
+                        "folder, e.g. python -m analysis outputs/sweeps/<date>/<time>.")
+
+
+def _default_out(folders) -> Path:
+    return Path(folders[0]) / "analysis" if len(folders) == 1 else Path("outputs/analysis")
+
+
+def _warn_skipped(skipped) -> None:
+    lines = "\n".join(f"  {path}: {why}" for path, why in skipped)
+    print(f"warning: skipped {len(skipped)} folders without a usable run record:\n{lines}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

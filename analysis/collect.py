@@ -1,0 +1,224 @@
+"""Run folders -> tidy pandas tables (runs, learning curves, gate activity, lesions).
+
+Reads only the run record (summary.json, metrics.jsonl) through highway_study.records,
+which imports no TensorFlow. Folders that are not finished runs of this study (no summary
+yet, corrupt JSON, another schema) are collected in `Collection.skipped` with the reason,
+so the caller can name them all in one warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from highway_study import records
+
+# Always in the runs table, whether or not they vary across runs.
+KEY_COLUMNS = ["model", "data", "depth", "carry_bias", "seed"]
+RESULT_COLUMNS = [
+    "status", "test_accuracy", "best_val_accuracy", "final_val_accuracy",
+    "epochs_to_threshold", "steps_to_threshold", "epochs_done", "effective_depth",
+    "params", "wall_seconds",
+]
+# Config keys that name the same idea as a key column, or that only label the run.
+_ALIASES = {"model.name": "model", "data.name": "data"}
+_MARKERS = (records.SUMMARY_FILE, records.METRICS_FILE, ".hydra")
+_SKIP_WALK = {".hydra", "tensorboard", "figures", "__pycache__"}
+
+
+class AnalysisError(Exception):
+    """Input the analysis cannot use; the message is one sentence for the user."""
+
+
+@dataclass
+class Collection:
+    """Everything read from a set of run folders, as tidy tables."""
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame  # run, epoch, step, val_accuracy, ... (one row per finished epoch)
+    gates: pd.DataFrame  # run, layer, gate_activity (final, per highway layer)
+    lesions: pd.DataFrame  # run, layer, val_accuracy, accuracy_drop
+    swept: list[str] = field(default_factory=list)  # config keys that vary across runs
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
+    threshold: float = 0.9
+    gate_threshold: float = 0.1
+
+
+def find_run_dirs(folder: Path) -> list[Path]:
+    """Every folder under `folder` (itself included) that looks like a run folder."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_WALK)
+        if any(os.path.exists(os.path.join(root, name)) for name in _MARKERS):
+            found.append(Path(root))
+    return found
+
+
+def read_run(run_dir: Path) -> tuple[dict | None, str | None]:
+    """(summary, None) for a usable run record, else (None, why it is skipped)."""
+    try:
+        summary = records.read_summary(run_dir)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, "corrupt JSON in summary.json"
+    except OSError as error:
+        return None, f"unreadable summary.json ({error.strerror})"
+    if summary is None:
+        return None, "no summary.json (unfinished or killed run)"
+    if not isinstance(summary, dict) or "schema" not in summary:
+        return None, "summary.json is not a highway_study run record (no schema)"
+    if summary["schema"] != records.SCHEMA:
+        return None, f"unknown schema {summary['schema']!r} (this analysis reads {records.SCHEMA})"
+    if summary.get("status") not in records.STATUSES or not isinstance(summary.get("config"), dict):
+        return None, "summary.json lacks a known status or the config"
+    return summary, None
+
+
+def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Collection:
+    """Read every run under `folders` into one Collection (raises AnalysisError if none)."""
+    rows, curves, gates, lesions, skipped = [], [], [], [], []
+    seen = set()
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        if not folder.is_dir():
+            raise AnalysisError(f"Folder {str(folder)!r} does not exist or is not a folder.")
+        for run_dir in find_run_dirs(folder):
+            if run_dir.resolve() in seen:
+                continue
+            seen.add(run_dir.resolve())
+            name = _run_name(folder, run_dir, prefix=len(folders) > 1)
+            summary, why = read_run(run_dir)
+            if summary is None:
+                skipped.append((str(run_dir), why))
+                continue
+            metrics = records.read_metrics(run_dir)
+            row = _run_row(name, run_dir, summary, metrics, threshold, gate_threshold)
+            rows.append(row)
+            curves += [{"run": name, **_scalars(epoch)} for epoch in metrics]
+            gates += [{"run": name, "layer": i, "gate_activity": g}
+                      for i, g in enumerate(summary.get("gate_activity") or [])]
+            reference = summary.get("final_val_accuracy")
+            lesions += [_lesion_row(name, item, reference) for item in summary.get("lesion") or []]
+    if not rows:
+        where = ", ".join(str(f) for f in folders)
+        detail = f" ({len(skipped)} unusable folders skipped)" if skipped else ""
+        raise AnalysisError(f"No finished highway_study runs found in {where}{detail}.")
+    runs, swept = _runs_table(rows)
+    return Collection(
+        runs=runs,
+        curves=_frame(curves, ["run", "epoch", "val_accuracy"]),
+        gates=_frame(gates, ["run", "layer", "gate_activity"]),
+        lesions=_frame(lesions, ["run", "layer", "val_accuracy", "accuracy_drop"]),
+        swept=swept, skipped=skipped, threshold=threshold, gate_threshold=gate_threshold,
+    )
+
+
+def epochs_to_threshold(metrics: list[dict], threshold: float) -> tuple[float, float]:
+    """(epoch, step) of the first epoch whose val_accuracy reaches `threshold`; NaN if never."""
+    for row in metrics:
+        accuracy = row.get("val_accuracy")
+        if accuracy is not None and accuracy >= threshold:
+            return float(row.get("epoch", np.nan)), float(row.get("step", np.nan))
+    return np.nan, np.nan
+
+
+def effective_depth(gate_activity, gate_threshold: float) -> float:
+    """Layers whose mean transform-gate activity exceeds `gate_threshold` (NaN without gates)."""
+    if not gate_activity:
+        return np.nan
+    return float(sum(1 for g in gate_activity if g is not None and g > gate_threshold))
+
+
+def _run_row(name, run_dir, summary, metrics, threshold, gate_threshold) -> dict:
+    config = summary["config"]
+    epoch, step = epochs_to_threshold(metrics, threshold)
+    if not metrics and summary.get("threshold") == threshold:
+        epoch, step = (_num(summary.get("epochs_to_threshold")),
+                       _num(summary.get("steps_to_threshold")))
+    return {
+        "run": name,
+        "path": str(run_dir),
+        "config": config,
+        "status": summary["status"],
+        "error": summary.get("error"),
+        "test_accuracy": _num(summary.get("test_accuracy")),
+        "best_val_accuracy": _num(summary.get("best_val_accuracy")),
+        "final_val_accuracy": _num(summary.get("final_val_accuracy")),
+        "epochs_to_threshold": epoch,
+        "steps_to_threshold": step,
+        "epochs_done": len(metrics) if metrics else _num(summary.get("epochs")),
+        "effective_depth": effective_depth(summary.get("gate_activity"), gate_threshold),
+        "params": _num(summary.get("params")),
+        "wall_seconds": _num(summary.get("wall_seconds")),
+    }
+
+
+def _runs_table(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run: key columns, every config key that varies, then the results."""
+    configs = [_flatten(row.pop("config")) for row in rows]
+    flat = pd.DataFrame(configs).rename(columns=_ALIASES)
+    for column in KEY_COLUMNS:
+        if column not in flat:
+            flat[column] = np.nan
+    swept = [_ALIASES.get(key, key) for key in _varying(configs)]
+    swept = [key for key in swept if key not in KEY_COLUMNS]
+    results = pd.DataFrame(rows)
+    table = pd.concat([results[["run"]], flat[KEY_COLUMNS + swept],
+                       results[RESULT_COLUMNS + ["error", "path"]]], axis=1)
+    table["depth"] = pd.to_numeric(table["depth"], errors="coerce").astype("Int64")
+    table["carry_bias"] = pd.to_numeric(table["carry_bias"], errors="coerce").astype(float)
+    table = table.sort_values(["model", "depth", "carry_bias", "seed", "run"], kind="stable")
+    return table.reset_index(drop=True), swept
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    """{"optimizer": {"learning_rate": 0.1}} -> {"optimizer.learning_rate": 0.1}."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _varying(configs: list[dict]) -> list[str]:
+    """Keys with more than one value among the runs that have them (a key that only newer
+    runs have, with one value, is a grown schema, not a sweep)."""
+    values: dict[str, set] = {}
+    for config in configs:
+        for key, value in config.items():
+            values.setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    return [key for key, seen in values.items() if len(seen) > 1]
+
+
+def _lesion_row(name, item, reference) -> dict:
+    accuracy = _num(item.get("val_accuracy"))
+    drop = reference - accuracy if reference is not None else np.nan
+    return {"run": name, "layer": item.get("layer"), "val_accuracy": accuracy,
+            "accuracy_drop": drop}
+
+
+def _scalars(row: dict) -> dict:
+    """The epoch's scalar metrics (the per-layer gate list stays in the gates table)."""
+    return {k: _num(v) if isinstance(v, (int, float)) or v is None else v
+            for k, v in row.items() if not isinstance(v, (list, dict))}
+
+
+def _run_name(root: Path, run_dir: Path, prefix: bool) -> str:
+    """The run's folder relative to the folder given (prefixed by it when several are given)."""
+    relative = run_dir.relative_to(root)
+    name = str(relative) if str(relative) != "." else run_dir.name
+    return f"{root.name}/{name}" if prefix and str(relative) != "." else name
+
+
+def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+
+
+def _num(value) -> float:
+    return np.nan if value is None else float(value)

@@ -1,0 +1,258 @@
+"""The study's figures: one function per figure, each from tidy tables, each returning it.
+
+Accuracies are drawn in percent, depth as the number of highway (or plain hidden) layers,
+carry_bias as the initial transform-gate bias b_T. With several seeds a heatmap cell shows
+the mean (and the sd under it) and line plots show mean +- sd as error bars.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from analysis import tables  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+MARK_COLOR = "0.88"
+
+
+def accuracy_heatmap(runs: pd.DataFrame) -> plt.Figure:
+    """Figure 1: mean test accuracy, depth (rows) x carry_bias (columns), a panel per model."""
+    cells = tables.cells(runs, "test_accuracy")
+
+    def label(cell):
+        text = f"{100 * cell['mean']:.1f}"
+        if cell["completed"] > 1 and not pd.isna(cell["sd"]):
+            text += f"\n±{100 * cell['sd']:.1f}"
+        lost = cell["n"] - cell["completed"]
+        return text + (f"\n{lost}/{cell['n']} lost" if lost else "")
+
+    return _grid_figure(cells, lambda c: 100 * c["mean"], label, tables.cell_mark,
+                        vmin=0, vmax=100, cmap="viridis", colorbar="test accuracy (%)",
+                        title="Final test accuracy (mean over seeds)")
+
+
+def epochs_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
+    """Figure 2: epochs until validation accuracy first reaches `threshold`; 'never' marked."""
+    cells = tables.cells(runs, "epochs_to_threshold")
+
+    def label(cell):
+        text = f"{cell['mean']:.1f}"
+        if cell["reached"] > 1 and not pd.isna(cell["sd"]):
+            text += f"\n±{cell['sd']:.1f}"
+        if cell["reached"] < cell["n"]:
+            text += f"\n{cell['reached']}/{cell['n']} reach"
+        return text
+
+    def mark(cell):
+        return tables.cell_mark(cell) or ("never" if cell["reached"] == 0 else None)
+
+    vmax = max(float(runs["epochs_done"].max(skipna=True) or 1), 1.0)
+    return _grid_figure(cells, lambda c: c["mean"], label, mark, vmin=1, vmax=vmax,
+                        cmap="magma_r", colorbar="epochs to threshold",
+                        title=f"Epochs until validation accuracy ≥ {100 * threshold:g}%")
+
+
+def accuracy_vs_depth(runs: pd.DataFrame) -> plt.Figure:
+    """Figure 3: test accuracy over depth per network (mean ± sd over seeds)."""
+    data = runs[runs["status"] == "completed"].assign(
+        series=tables.series, accuracy=lambda d: 100 * d["test_accuracy"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    order = _series_order(data)
+    sns.lineplot(data=data, x="depth", y="accuracy", hue="series", style="series",
+                 hue_order=order, style_order=order, markers=True, dashes=False,
+                 errorbar="sd", err_style="bars", ax=ax)
+    _log_x_if_wide(ax, data["depth"])
+    lost = int((runs["status"] != "completed").sum())
+    note = f" ({lost} diverged/failed runs not shown)" if lost else ""
+    ax.set(xlabel="depth (layers)", ylabel="test accuracy (%)", ylim=(0, 100),
+           title="Test accuracy vs depth" + note)
+    ax.legend(title=None, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, threshold: float,
+                    depths=None) -> plt.Figure:
+    """Figure 4: validation accuracy per epoch, one panel per chosen depth."""
+    keys = runs.assign(series=tables.series)[["run", "model", "depth", "carry_bias", "series"]]
+    data = curves.merge(keys, on="run")
+    data = data.dropna(subset=["val_accuracy"]).assign(accuracy=lambda d: 100 * d["val_accuracy"])
+    chosen = list(depths) if depths else spread(sorted(data["depth"].unique()), 4)
+    data = data[data["depth"].isin(chosen)]
+    grid = sns.relplot(data=data, x="epoch", y="accuracy", hue="series", col="depth",
+                       hue_order=_series_order(data), col_order=sorted(chosen), kind="line",
+                       marker="o", errorbar="sd", col_wrap=min(len(chosen), 4), height=3.2,
+                       aspect=1.1)
+    for ax in grid.axes.flat:
+        ax.axhline(100 * threshold, color="0.5", ls="--", lw=1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    grid.legend.set_title("network")
+    grid.set_axis_labels("epoch", "validation accuracy (%)")
+    grid.set_titles("depth {col_name}")
+    grid.set(ylim=(0, 100))
+    grid.figure.suptitle(f"Learning curves (dashed: threshold {100 * threshold:g}%)", y=1.02)
+    return grid.figure
+
+
+def gate_heatmap(gates: pd.DataFrame, max_panels: int = 3) -> plt.Figure:
+    """Figure 5a: mean transform-gate activity at the end of training, layer x carry_bias."""
+    depths = sorted(gates["depth"].unique())
+    depths = [d for d in depths if d > 1][-max_panels:] or depths[-1:]
+    fig, axes = plt.subplots(1, len(depths), squeeze=False,
+                             figsize=(1.0 + 2.6 * len(depths), 2.0 + min(0.22 * max(depths), 12)),
+                             layout="constrained")
+    vmax = float(gates["gate_activity"].max())
+    for k, (ax, depth) in enumerate(zip(axes.flat, depths)):
+        pivot = gates[gates["depth"] == depth].pivot_table(
+            index="layer", columns="carry_bias", values="gate_activity", aggfunc="mean")
+        sns.heatmap(pivot, ax=ax, cmap="viridis", vmin=0, vmax=vmax, annot=bool(depth <= 20),
+                    fmt=".2f", annot_kws={"fontsize": 7}, cbar=k == len(depths) - 1,
+                    cbar_kws={"label": "mean transform-gate activity T"})
+        ax.set_xticklabels([f"{b:g}" for b in pivot.columns])
+        ax.set(title=f"depth {depth}", xlabel="carry_bias (initial b_T)", ylabel="layer")
+    fig.suptitle("Transform-gate activity per layer at the end of training")
+    return fig
+
+
+def effective_depth(runs: pd.DataFrame, gate_threshold: float) -> plt.Figure:
+    """Figure 5b: effective depth (layers with mean gate activity > threshold) over depth."""
+    data = runs[(runs["model"] == tables.HIGHWAY) & runs["effective_depth"].notna()]
+    order = _bias_order(data["carry_bias"])
+    data = data.assign(carry_bias=data["carry_bias"].map(lambda b: f"{b:g}"))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sns.lineplot(data=data, x="depth", y="effective_depth", hue="carry_bias", hue_order=order,
+                 marker="o", errorbar="sd", err_style="bars", ax=ax)
+    depths = np.sort(data["depth"].unique().astype(float))
+    ax.plot(depths, depths, color="0.5", ls="--", lw=1, label="every layer")
+    _log_x_if_wide(ax, data["depth"])
+    ax.set(xlabel="depth (layers)", ylabel=f"layers with mean T > {gate_threshold:g}",
+           title="Effective depth of highway nets")
+    ax.legend(title="carry_bias", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def lesion_figure(lesions: pd.DataFrame) -> plt.Figure:
+    """Figure 6: accuracy drop when one layer is lesioned (T forced to 0), beside its gate."""
+    depth = int(lesions["depth"].max())
+    order = _bias_order(lesions["carry_bias"])
+    data = lesions[lesions["depth"] == depth].assign(
+        carry_bias=lambda d: d["carry_bias"].map(lambda b: f"{b:g}"),
+        drop=lambda d: 100 * d["accuracy_drop"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    sns.lineplot(data=data, x="layer", y="drop", hue="carry_bias", hue_order=order,
+                 marker="o", errorbar="sd", ax=left)
+    left.axhline(0, color="0.5", lw=1)
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.set(xlabel="lesioned layer", ylabel="validation accuracy drop (points)",
+             title=f"Lesioning one layer (depth {depth})")
+    sns.lineplot(data=data, x="layer", y="gate_activity", hue="carry_bias", hue_order=order,
+                 marker="o", errorbar="sd", ax=right, legend=False)
+    right.set(xlabel="layer", ylabel="mean transform-gate activity T",
+              title="Gate activity of the same layers")
+    left.legend(title="carry_bias", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def optuna_trials(trials: pd.DataFrame, study_name: str) -> plt.Figure:
+    """Optuna: trial values over depth and carry_bias (scatter, and best value per bin)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    points = left.scatter(trials["carry_bias"], trials["depth"], c=trials["value"],
+                          cmap="viridis", s=50, edgecolors="white", linewidths=0.5)
+    fig.colorbar(points, ax=left, label="trial value")
+    left.set(xlabel="carry_bias (initial b_T)", ylabel="depth (layers)",
+             title=f"Study {study_name!r}: {len(trials)} finished trials")
+    binned = trials.assign(depth_bin=_bins(trials["depth"]), bias_bin=_bins(trials["carry_bias"]))
+    best = binned.pivot_table(index="depth_bin", columns="bias_bin", values="value",
+                              aggfunc="max", observed=True)
+    sns.heatmap(best, ax=right, annot=True, fmt=".3f", cmap="viridis",
+                annot_kws={"fontsize": 7}, cbar_kws={"label": "best trial value"})
+    right.set(xlabel="carry_bias", ylabel="depth", title="Best trial value per bin")
+    right.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def spread(values: list, count: int) -> list:
+    """Up to `count` values spread evenly over a sorted list (first and last included)."""
+    if len(values) <= count:
+        return list(values)
+    picks = np.linspace(0, len(values) - 1, count).round().astype(int)
+    return [values[i] for i in sorted(set(picks))]
+
+
+def _grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title) -> plt.Figure:
+    """Depth x carry_bias heatmaps, one panel per model; marked cells hatched and labelled."""
+    models = list(dict.fromkeys(cells["model"]))
+    rows = cells["depth"].nunique()
+    columns = [cells.loc[cells["model"] == m, "carry_bias"].nunique() for m in models]
+    fig, axes = plt.subplots(
+        1, len(models), squeeze=False, width_ratios=[c + 0.6 for c in columns],
+        figsize=(2.2 + 1.1 * sum(columns) + 1.2 * len(models), 1.6 + min(0.42 * rows, 12)),
+        layout="constrained")
+    fontsize = 8 if rows <= 12 else 6
+    for k, (ax, model) in enumerate(zip(axes.flat, models)):
+        panel = cells[cells["model"] == model].copy()
+        panel["value"] = panel.apply(value, axis=1)
+        panel["label"] = [label(c) if mark(c) is None else "" for _, c in panel.iterrows()]
+        panel["mark"] = [mark(c) for _, c in panel.iterrows()]
+        panel.loc[panel["mark"].notna(), "value"] = np.nan
+        grid = panel.pivot(index="depth", columns="carry_bias", values="value").astype(float)
+        texts = panel.pivot(index="depth", columns="carry_bias", values="label")
+        texts = texts.reindex_like(grid).fillna("")
+        sns.heatmap(grid, ax=ax, annot=texts.to_numpy(), fmt="", cmap=cmap, vmin=vmin,
+                    vmax=vmax, cbar=k == len(models) - 1, cbar_kws={"label": colorbar},
+                    annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white")
+        _mark_cells(ax, panel, grid, fontsize)
+        ax.set_xticklabels([f"{b:g}" for b in grid.columns])
+        unused = not str(model).startswith("highway")  # plain and shallow nets have no gate
+        ax.set(title=model, ylabel="depth (layers)",
+               xlabel="carry_bias (no gate: unused)" if unused else "carry_bias (initial b_T)")
+    fig.suptitle(title)
+    return fig
+
+
+def _mark_cells(ax, panel, grid, fontsize) -> None:
+    """Hatch and label the cells that have no number (diverged, failed, never reached)."""
+    rows, columns = list(grid.index), list(grid.columns)
+    for _, cell in panel[panel["mark"].notna()].iterrows():
+        i, j = rows.index(cell["depth"]), columns.index(cell["carry_bias"])
+        ax.add_patch(Rectangle((j, i), 1, 1, facecolor=MARK_COLOR, edgecolor="0.55",
+                               hatch="///", lw=0))
+        ax.text(j + 0.5, i + 0.5, cell["mark"], ha="center", va="center",
+                fontsize=fontsize + 1, fontweight="bold", color="0.15",
+                bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "lw": 0})
+
+
+def _series_order(data) -> list[str]:
+    """Networks in a fixed order (model, then carry_bias), so colours match across figures."""
+    ordered = data.sort_values(["model", "carry_bias"])
+    return list(dict.fromkeys(ordered["series"]))
+
+
+def _bias_order(biases) -> list[str]:
+    return [f"{b:g}" for b in sorted(biases.dropna().unique())]
+
+
+def _log_x_if_wide(ax, depths) -> None:
+    if len(depths) and depths.max() / max(depths.min(), 1) >= 20:
+        ax.set_xscale("log")
+
+
+def _bins(values: pd.Series, max_bins: int = 6) -> pd.Series:
+    """The values themselves when few, else equal-width intervals (for heatmap axes)."""
+    if values.nunique() <= max_bins:
+        return values
+    edges = np.linspace(values.min(), values.max(), max_bins + 1)
+    labels = [f"{lo:.3g} to {hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return pd.cut(values, bins=edges, labels=labels, include_lowest=True)

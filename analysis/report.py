@@ -1,0 +1,283 @@
+"""report.md: the study's four questions answered from the runs at hand, figure beside each.
+
+Every number is a mean over seeds (± sd when there are several). A question whose runs are
+missing says what is missing and which command would produce the runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from analysis import tables
+from analysis.tables import HIGHWAY, number, percent
+
+COMMANDS = {
+    "baselines": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "
+                  "experiment=blog_baselines"),
+    "depth_bias": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "
+                   "experiment=blog_depth_bias"),
+    "lesion": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study -m data=mnist "
+               "model=highway_fc depth=20,50 carry_bias=-1,-3 lesion_every=1"),
+}
+
+
+def write_report(collection, figures: dict, out_dir, optuna=None) -> str:
+    """Write out_dir/report.md and return its text. `figures`: name -> relative path."""
+    sections = [
+        _header(collection),
+        _question_1(collection, figures),
+        _question_2(collection, figures),
+        _question_3(collection, figures),
+        _question_4(collection, figures),
+        _curves(figures),
+    ]
+    if optuna is not None:
+        sections.append(optuna_section(*optuna, figures))
+    text = "\n\n".join(s for s in sections if s) + "\n"
+    (out_dir / "report.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def _header(c) -> str:
+    runs = c.runs
+    counts = runs["status"].value_counts()
+    status = ", ".join(f"{n} {s}" for s, n in counts.items())
+    lines = [
+        "# Highway study report",
+        "",
+        f"{len(runs)} runs ({status}); "
+        f"models: {', '.join(sorted(runs['model'].dropna().unique()))}; "
+        f"data: {', '.join(sorted(runs['data'].dropna().astype(str).unique()))}; "
+        f"runs per cell (model, depth, carry_bias): {_seeds(runs)}.",
+        f"Convergence threshold: validation accuracy ≥ {100 * c.threshold:g}%. "
+        f"Effective-depth gate threshold: mean transform-gate activity T > {c.gate_threshold:g}.",
+        f"Config keys that vary across runs: {', '.join(_varying(c)) or 'none'}. "
+        "Every number is the mean over seeds (± sd when there are several); "
+        "the full table is `runs.csv`.",
+    ]
+    if c.skipped:
+        lines += ["", f"Skipped {len(c.skipped)} folders:"]
+        lines += [f"- `{path}`: {why}" for path, why in c.skipped]
+    return "\n".join(lines)
+
+
+def _question_1(c, figures) -> str:
+    head = "## 1. Do highway layers train where plain layers of the same depth fail?"
+    # carry_bias means nothing to plain and shallow nets: pool their runs over it.
+    runs = c.runs.assign(carry_bias=c.runs["carry_bias"].where(c.runs["model"] == HIGHWAY))
+    cells = tables.cells(runs, "test_accuracy")
+    plain, highway = cells[cells["model"] == "plain_fc"], cells[cells["model"] == HIGHWAY]
+    shallow = cells[cells["model"] == "shallow"]
+    if plain.empty or highway.empty:
+        found = ", ".join(sorted(c.runs["model"].dropna().unique()))
+        return _missing(head, f"this needs plain_fc and highway_fc runs (found: {found})",
+                        COMMANDS["baselines"])
+    best = highway.sort_values("mean", ascending=False).drop_duplicates("depth")
+    rows = ["| depth | plain_fc | highway_fc (best carry_bias) | shallow |", "|---|---|---|---|"]
+    for depth in sorted(set(plain["depth"]) | set(highway["depth"])):
+        p, h = plain[plain["depth"] == depth], best[best["depth"] == depth]
+        s = shallow[shallow["depth"] == depth]
+        h_text = f"{_cell(h)} (carry_bias {h['carry_bias'].iloc[0]:g})" if len(h) else "–"
+        rows.append(f"| {depth} | {_cell(p)} | {h_text} | {_cell(s)} |")
+    deep_p, deep_h = plain.loc[plain["depth"].idxmax()], best.loc[best["depth"].idxmax()]
+    answer = (
+        f"Deepest plain net (depth {deep_p['depth']}): {_cell(deep_p)} test accuracy; "
+        f"deepest highway net (depth {deep_h['depth']}, carry_bias {deep_h['carry_bias']:g}): "
+        f"{_cell(deep_h)}."
+    )
+    trained_p = _deepest_trained(plain, c.threshold)
+    trained_h = _deepest_trained(highway, c.threshold)
+    answer += (f" {_reach('Plain', trained_p, c.threshold)}"
+               f" {_reach('Highway', trained_h, c.threshold)}")
+    if not shallow.empty:
+        answer += f" The shallow net reaches {_cell(shallow.iloc[0])}."
+    return "\n".join([head, "", answer, "", *rows, "",
+                      _figure(figures, "accuracy_vs_depth", "Figure 3"),
+                      _figure(figures, "accuracy_heatmap", "Figure 1")])
+
+
+def _question_2(c, figures) -> str:
+    head = "## 2. How deep does it still converge?"
+    highway = _highway(c.runs)
+    if highway.empty:
+        return _missing(head, "no highway_fc runs", COMMANDS["depth_bias"])
+    cells = tables.cells(highway, "epochs_to_threshold")
+    rows = ["| carry_bias | depths tried | largest depth reaching the threshold (all seeds) "
+            "| epochs to threshold there |", "|---|---|---|---|"]
+    for bias, group in cells.groupby("carry_bias"):
+        ok = group[(group["reached"] == group["n"]) & (group["n"] > 0)]
+        tried = ", ".join(str(d) for d in group["depth"])
+        if ok.empty:
+            rows.append(f"| {bias:g} | {tried} | none | – |")
+            continue
+        top = ok.loc[ok["depth"].idxmax()]
+        limit = " (deepest tried)" if top["depth"] == group["depth"].max() else ""
+        rows.append(f"| {bias:g} | {tried} | {top['depth']}{limit} | "
+                    f"{number(top['mean'], top['sd'], top['reached'])} |")
+    note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
+            f"{100 * c.threshold:g}% within its epochs (recomputed from metrics.jsonl).")
+    return "\n".join([head, "", note, "", *rows, "",
+                      _figure(figures, "epochs_heatmap", "Figure 2")])
+
+
+def _question_3(c, figures) -> str:
+    head = "## 3. What do very negative or very positive carry biases do?"
+    highway = _highway(c.runs)
+    biases = sorted(highway["carry_bias"].dropna().unique())
+    if len(biases) < 2:
+        return _missing(head, "this needs highway_fc runs with at least two carry biases",
+                        COMMANDS["depth_bias"])
+    epochs = tables.cells(highway, "epochs_to_threshold")
+    accuracy = tables.cells(highway, "test_accuracy")
+    rows = ["| carry_bias | cells | never reach threshold | diverged/failed | mean epochs to "
+            "threshold (runs that reach it) | mean test accuracy |", "|---|---|---|---|---|---|"]
+    stats = {}
+    for bias in biases:
+        e, a = epochs[epochs["carry_bias"] == bias], accuracy[accuracy["carry_bias"] == bias]
+        runs = highway[highway["carry_bias"] == bias]
+        never = int(((e["reached"] == 0) & (e["completed"] > 0)).sum())
+        lost = int(((e["completed"] == 0)).sum())
+        speed = runs["epochs_to_threshold"].mean()
+        stats[bias] = (len(e), never, lost, speed)
+        rows.append(f"| {bias:g} | {len(e)} | {never} | {lost} | {number(speed)} | "
+                    f"{percent(runs['test_accuracy'].mean())} |")
+    low, high = biases[0], biases[-1]
+    answer = (f"Most negative carry_bias {low:g}: {stats[low][1]} of {stats[low][0]} cells never "
+              f"reach the threshold, {stats[low][2]} diverge or fail. Most positive "
+              f"{high:g}: {stats[high][1]} of {stats[high][0]} never reach it, "
+              f"{stats[high][2]} diverge or fail.")
+    fastest = min((s[3], b) for b, s in stats.items() if not math.isnan(s[3])) \
+        if any(not math.isnan(s[3]) for s in stats.values()) else None
+    if fastest:
+        answer += f" Fastest on average: carry_bias {fastest[1]:g} ({fastest[0]:.1f} epochs)."
+    return "\n".join([head, "", answer, "", *rows, "",
+                      _figure(figures, "epochs_heatmap", "Figure 2")])
+
+
+def _question_4(c, figures) -> str:
+    head = "## 4. How many layers does a deep net actually use?"
+    highway = _highway(c.runs)
+    highway = highway[highway["effective_depth"].notna()]
+    if highway.empty:
+        return _missing(head, "no highway_fc runs with gate activity", COMMANDS["depth_bias"])
+    grouped = highway.groupby(["depth", "carry_bias"])["effective_depth"]
+    table = grouped.agg(["mean", "std", "size"]).reset_index()
+    biases = sorted(table["carry_bias"].unique())
+    rows = ["| depth | " + " | ".join(f"carry_bias {b:g}" for b in biases) + " |",
+            "|---" * (len(biases) + 1) + "|"]
+    for depth, group in table.groupby("depth"):
+        cells = {b: number(m, s, n) for b, m, s, n in
+                 zip(group["carry_bias"], group["mean"], group["std"], group["size"])}
+        rows.append(f"| {depth} | " + " | ".join(cells.get(b, "–") for b in biases) + " |")
+    initial = ", ".join(f"{1 / (1 + math.exp(-b)):.2f} (carry_bias {b:g})" for b in biases)
+    note = (f"Effective depth = layers whose mean transform-gate activity T at the end of "
+            f"training exceeds {c.gate_threshold:g}. At initialisation T is about "
+            f"sigmoid(carry_bias): {initial}.")
+    return "\n".join([head, "", note, "", *rows, "",
+                      _figure(figures, "effective_depth", "Figure 5b"),
+                      _figure(figures, "gate_activity", "Figure 5a"), "", _lesions(c, figures)])
+
+
+def _lesions(c, figures) -> str:
+    head = "### Lesioning: which layers matter?"
+    lesions = tables.lesion_table(c)
+    lesions = lesions[lesions["model"] == HIGHWAY]
+    if lesions.empty:
+        return _missing(head, "no lesion measurements (train with lesion_every=k)",
+                        COMMANDS["lesion"])
+    depth = int(lesions["depth"].max())
+    lines = [head, "",
+             f"Accuracy drop = final validation accuracy minus validation accuracy with one "
+             f"layer's transform gate forced shut (T = 0), for the deepest lesioned nets "
+             f"(depth {depth})."]
+    by_layer = lesions[lesions["depth"] == depth].groupby(["carry_bias", "layer"])
+    means = by_layer[["accuracy_drop", "gate_activity"]].mean().reset_index()
+    for bias, group in means.groupby("carry_bias"):
+        top = group.loc[group["accuracy_drop"].idxmax()]
+        big = int((group["accuracy_drop"] > 0.01).sum())
+        lines.append(f"- carry_bias {bias:g}: largest drop {_points(top['accuracy_drop'])} "
+                     f"points at layer {int(top['layer'])} (its T = {top['gate_activity']:.2f}); "
+                     f"{big} of {len(group)} lesioned layers cost more than 1 point.")
+    return "\n".join(lines + ["", _figure(figures, "lesion", "Figure 6")])
+
+
+def _points(drop: float) -> str:
+    """An accuracy difference in percentage points, without a '-0.0'."""
+    text = f"{100 * drop:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def _curves(figures) -> str:
+    if "learning_curves" not in figures:
+        return ""
+    return "## Learning curves\n\n" + _figure(figures, "learning_curves", "Figure 4")
+
+
+def optuna_section(name, trials, figures) -> str:
+    head = f"## Optuna study `{name}`"
+    if trials.empty:
+        return f"{head}\n\nThe study has no finished trials yet."
+    best = trials.loc[trials["value"].idxmax()]
+    params = [c for c in trials.columns if c not in ("number", "value", "state")]
+    settings = ", ".join(f"{p} = {best[p]:g}" if isinstance(best[p], float) else f"{p} = {best[p]}"
+                         for p in params)
+    return "\n".join([
+        head, "",
+        f"{len(trials)} finished trials; best value {best['value']:.4f} (trial "
+        f"{int(best['number'])}: {settings}). All trials are in `optuna_trials.csv`.", "",
+        _figure(figures, "optuna", "Optuna trials"),
+    ])
+
+
+def _missing(head, what, command) -> str:
+    return f"{head}\n\nNot answered: {what}. Produce the runs with:\n\n    {command}\n"
+
+
+def _figure(figures, name, caption) -> str:
+    path = figures.get(name)
+    if path is None:
+        return ""
+    if str(path).endswith(".pdf"):
+        return f"[{caption}]({path})"
+    return f"![{caption}]({path})"
+
+
+def _cell(cell) -> str:
+    """Mean ± sd of a cell's completed runs, or what happened to them."""
+    if isinstance(cell, pd.DataFrame):
+        if cell.empty:
+            return "–"
+        cell = cell.iloc[0]
+    mark = tables.cell_mark(cell)
+    if mark:
+        return {"div": "diverged", "fail": "failed", "int": "interrupted"}[mark] + \
+            f" ({cell['n']}/{cell['n']})"
+    return percent(cell["mean"], cell["sd"], cell["completed"])
+
+
+def _reach(kind: str, depth, threshold) -> str:
+    if depth is None:
+        return f"No {kind.lower()} net reaches {100 * threshold:g}% mean test accuracy."
+    return f"{kind} nets reach {100 * threshold:g}% mean test accuracy up to depth {depth}."
+
+
+def _deepest_trained(cells, threshold) -> int | None:
+    ok = cells[cells["mean"] >= threshold]
+    return int(ok["depth"].max()) if not ok.empty else None
+
+
+def _highway(runs) -> pd.DataFrame:
+    return runs[runs["model"] == HIGHWAY]
+
+
+def _varying(c) -> list[str]:
+    keys = ["model", "data", "depth", "carry_bias", "seed"]
+    return [k for k in keys if c.runs[k].nunique() > 1] + c.swept
+
+
+def _seeds(runs) -> str:
+    sizes = runs.groupby(tables.CELL, dropna=False).size()
+    low, high = int(sizes.min()), int(sizes.max())
+    return str(low) if low == high else f"{low}-{high}"

@@ -1,0 +1,292 @@
+"""analysis: a fabricated sweep with known numbers -> runs.csv, figures and report.md.
+
+The sweep is written here by hand (summary.json, metrics.jsonl), with several seeds, a
+diverged cell, a failed cell, a half-written run, corrupt JSON and unrelated records, so
+every number the analysis prints can be checked against what was fabricated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ["accuracy_heatmap", "epochs_heatmap", "accuracy_vs_depth", "learning_curves",
+           "gate_activity", "effective_depth", "lesion"]
+
+
+def config(model, depth, carry_bias, seed):
+    return {
+        "model": {"name": model, "activation": "relu"},
+        "data": {"name": "synthetic", "val_size": 100},
+        "optimizer": {"name": "sgd", "learning_rate": 0.1},
+        "depth": depth, "carry_bias": float(carry_bias),
+        "width": 71 if model == "plain_fc" else 50,
+        "epochs": 3, "seed": seed, "threshold": 0.9, "lesion_every": 0, "tags": {},
+    }
+
+
+def write_run(folder, model, depth, carry_bias, seed, val=(), test=None, gates=(),
+              status="completed", lesion=None):
+    """One run folder as training writes it: .hydra/, metrics.jsonl, summary.json."""
+    folder.mkdir(parents=True)
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text("depth: %d\n" % depth)
+    cfg = config(model, depth, carry_bias, seed)
+    with open(folder / "metrics.jsonl", "w") as stream:
+        for epoch, accuracy in enumerate(val, start=1):
+            stream.write(json.dumps({"epoch": epoch, "step": 10 * epoch, "val_accuracy": accuracy,
+                                     "val_loss": 1.0, "gate_activity": list(gates)}) + "\n")
+    if status == "failed":
+        summary = {"schema": 1, "status": "failed", "error": "boom", "config": cfg}
+    else:
+        finite = [v for v in val if v is not None]
+        summary = {
+            "schema": 1, "status": status, "error": None, "test_loss": None,
+            "test_accuracy": test, "best_val_accuracy": max(finite) if finite else None,
+            "final_val_accuracy": val[-1] if val else None, "threshold": 0.9,
+            "epochs_to_threshold": None, "steps_to_threshold": None, "epochs": len(val),
+            "steps": 10 * len(val), "params": 1000 * depth, "wall_seconds": 1.5,
+            "gate_activity": list(gates), "lesion": lesion, "config": cfg,
+        }
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+# (model, depth, carry_bias, seed) -> (validation accuracy per epoch, test accuracy, gates)
+RUNS = {
+    ("highway_fc", 2, -1, 0): ([0.5, 0.85, 0.92], 0.95, [0.5, 0.05]),
+    ("highway_fc", 2, -1, 1): ([0.6, 0.91, 0.94], 0.93, [0.3, 0.2]),
+    ("highway_fc", 2, -3, 0): ([0.4, 0.7, 0.88], 0.91, [0.02, 0.03]),
+    ("highway_fc", 2, -3, 1): ([0.5, 0.8, 0.9], 0.89, [0.15, 0.01]),
+    ("highway_fc", 4, -3, 0): ([0.3, 0.6, 0.88], 0.90, [0.2, 0.05, 0.3, 0.01]),
+    ("highway_fc", 4, -3, 1): ([0.3, 0.5, 0.80], 0.86, [0.1, 0.12, 0.3, 0.4]),
+    ("plain_fc", 2, -2, 0): ([0.5, 0.7, 0.78], 0.80, []),
+    ("plain_fc", 2, -2, 1): ([0.4, 0.6, 0.68], 0.70, []),
+    ("shallow", 1, -2, 0): ([0.7, 0.8, 0.86], 0.85, []),
+}
+LESION = [{"layer": 0, "val_accuracy": 0.80}, {"layer": 2, "val_accuracy": 0.86}]
+
+
+def fabricate(root: Path) -> Path:
+    sweep = root / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    for (model, depth, bias, seed), (val, test, gates) in RUNS.items():
+        lesion = LESION if (model, depth, bias, seed) == ("highway_fc", 4, -3, 0) else None
+        write_run(sweep / f"{model},depth={depth},carry_bias={bias},seed={seed}",
+                  model, depth, bias, seed, val, test, gates, lesion=lesion)
+    for seed in (0, 1):  # a diverged cell and a failed cell
+        write_run(sweep / f"highway_fc,depth=4,carry_bias=-1,seed={seed}", "highway_fc", 4,
+                  -1, seed, val=[0.2, None], status="diverged")
+        write_run(sweep / f"plain_fc,depth=4,seed={seed}", "plain_fc", 4, -2, seed,
+                  status="failed")
+    half = sweep / "half_written"  # killed before its summary
+    write_run(half, "highway_fc", 8, -1, 0, val=[0.5], test=0.5, gates=[0.1])
+    (half / "summary.json").unlink()
+    (sweep / "corrupt").mkdir()
+    (sweep / "corrupt" / "summary.json").write_text('{"schema": 1, "status": "comp')
+    (sweep / "unrelated").mkdir()
+    (sweep / "unrelated" / "summary.json").write_text('{"accuracy": 0.5}')
+    (sweep / "future").mkdir()
+    (sweep / "future" / "summary.json").write_text('{"schema": 99, "status": "completed"}')
+    (sweep / "not_a_run").mkdir()  # an unrelated folder without any record is ignored
+    return sweep
+
+
+def mean_sd(values):
+    return statistics.mean(values), statistics.stdev(values)
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """The fabricated sweep analysed once, by the CLI in a fresh interpreter."""
+    root = tmp_path_factory.mktemp("fabricated")
+    sweep = fabricate(root)
+    out = root / "out"
+    probe = ("import runpy, sys; sys.argv = ['analysis', sys.argv[1], '--out', sys.argv[2]]\n"
+             "try:\n    runpy.run_module('analysis', run_name='__main__')\n"
+             "except SystemExit as stop:\n    code = stop.code\n"
+             "print('TENSORFLOW_LOADED', 'tensorflow' in sys.modules)\nsys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", probe, str(sweep), str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    return sweep, out, result
+
+
+def test_analysis_never_imports_tensorflow(analysed):
+    _, _, result = analysed
+    assert result.returncode == 0, result.stderr
+    assert "TENSORFLOW_LOADED False" in result.stdout
+
+
+def test_unusable_folders_are_named_in_one_warning(analysed):
+    _, _, result = analysed
+    assert result.stderr.count("warning:") == 1
+    assert "skipped 4 folders" in result.stderr
+    for name in ("half_written", "corrupt", "unrelated", "future"):
+        assert name in result.stderr
+    assert "not_a_run" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_runs_table_holds_every_finished_run(analysed):
+    _, out, _ = analysed
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == len(RUNS) + 4
+    for column in ("run", "model", "data", "depth", "carry_bias", "seed", "width", "status",
+                   "test_accuracy", "best_val_accuracy", "epochs_to_threshold", "params",
+                   "wall_seconds", "effective_depth"):
+        assert column in runs.columns
+    assert "optimizer.learning_rate" not in runs.columns  # the same in every run
+    assert runs["status"].value_counts().to_dict() == {"completed": 9, "diverged": 2,
+                                                       "failed": 2}
+    for (model, depth, bias, seed), (val, test, gates) in RUNS.items():
+        row = runs[(runs["model"] == model) & (runs["depth"] == depth)
+                   & (runs["carry_bias"] == bias) & (runs["seed"] == seed)]
+        assert len(row) == 1
+        assert row["test_accuracy"].item() == pytest.approx(test)
+        assert row["best_val_accuracy"].item() == pytest.approx(max(val))
+        reached = [epoch for epoch, v in enumerate(val, 1) if v >= 0.9]
+        expected = reached[0] if reached else None
+        got = row["epochs_to_threshold"].item()
+        assert (pd.isna(got) and expected is None) or got == expected
+
+
+def test_effective_depth_counts_layers_above_gate_threshold(analysed):
+    _, out, _ = analysed
+    runs = pd.read_csv(out / "runs.csv").set_index("run")
+    for (model, depth, bias, seed), (_, _, gates) in RUNS.items():
+        value = runs.loc[f"{model},depth={depth},carry_bias={bias},seed={seed}",
+                         "effective_depth"]
+        if gates:
+            assert value == sum(g > 0.1 for g in gates)
+        else:
+            assert pd.isna(value)
+
+
+def test_every_figure_is_written(analysed):
+    _, out, _ = analysed
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_report_numbers_match_the_fabricated_runs(analysed):
+    _, out, _ = analysed
+    report = (out / "report.md").read_text()
+    plain = mean_sd([0.80, 0.70])
+    highway = mean_sd([0.95, 0.93])
+    assert (f"| 2 | {100 * plain[0]:.1f} ± {100 * plain[1]:.1f}% | "
+            f"{100 * highway[0]:.1f} ± {100 * highway[1]:.1f}% (carry_bias -1) |") in report
+    assert "| 4 | failed (2/2) |" in report
+    assert "The shallow net reaches 85.0%." in report
+    # Q2: carry_bias -1 reaches 90% at depth 2 in epochs 3 and 2; -3 never with all seeds.
+    epochs = mean_sd([3, 2])
+    assert f"| -1 | 2, 4 | 2 | {epochs[0]:.1f} ± {epochs[1]:.1f} |" in report
+    assert "| -3 | 2, 4 | none | – |" in report
+    # Q3: -3 has one cell that never reaches it, -1 one diverged cell.
+    assert "| -3 | 2 | 1 | 0 |" in report and "| -1 | 2 | 0 | 1 |" in report
+    # Q4: effective depth per depth x carry_bias (carry_bias -3 first).
+    low, high = mean_sd([0, 1]), mean_sd([1, 2])
+    assert (f"| 2 | {low[0]:.1f} ± {low[1]:.1f} | {high[0]:.1f} ± {high[1]:.1f} |") in report
+    # Lesion: final validation accuracy 0.88 minus 0.80 at layer 0.
+    assert "largest drop 8.0 points at layer 0 (its T = 0.20)" in report
+    for name in FIGURES:
+        assert f"figures/{name}.png" in report
+    assert "Skipped 4 folders" in report
+
+
+def test_threshold_option_recomputes_epochs_to_threshold(analysed, tmp_path):
+    sweep, _, _ = analysed
+    assert main([str(sweep), "--out", str(tmp_path), "--threshold", "0.85",
+                 "--gate-threshold", "0.25", "--format", "svg"]) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv").set_index("run")
+    assert runs.loc["highway_fc,depth=2,carry_bias=-1,seed=0", "epochs_to_threshold"] == 2
+    assert runs.loc["highway_fc,depth=2,carry_bias=-3,seed=0", "epochs_to_threshold"] == 3
+    assert runs.loc["highway_fc,depth=4,carry_bias=-3,seed=1", "effective_depth"] == 2
+    assert (tmp_path / "figures" / "accuracy_heatmap.svg").exists()
+    assert "≥ 85%" in (tmp_path / "report.md").read_text()
+
+
+def test_missing_runs_name_the_command_that_makes_them(tmp_path, capsys):
+    sweep = tmp_path / "only_highway"
+    write_run(sweep / "a", "highway_fc", 3, -2, 0, [0.5, 0.95], 0.96, [0.4, 0.3, 0.2])
+    assert main([str(sweep), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Not answered" in report
+    assert "python -m highway_study experiment=blog_baselines" in report
+    assert "lesion_every=1" in report
+    capsys.readouterr()
+
+
+def test_default_folder_is_the_newest_sweep(tmp_path, monkeypatch, capsys):
+    for name, stamp in (("old", 1_000_000), ("new", 2_000_000)):
+        sweep = tmp_path / "outputs" / "sweeps" / "2026-01-01" / name
+        write_run(sweep / "run", "highway_fc", 2, -1, 0, [0.5], 0.5, [0.3, 0.3])
+        (sweep / "multirun.yaml").write_text("hydra: {}\n")
+        os.utime(sweep / "multirun.yaml", (stamp, stamp))
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    assert (tmp_path / "outputs/sweeps/2026-01-01/new/analysis/report.md").exists()
+    assert not (tmp_path / "outputs/sweeps/2026-01-01/old/analysis").exists()
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["{empty}"], ["No finished highway_study runs", "empty"]),
+    (["{tmp}/nowhere"], ["nowhere", "does not exist"]),
+    (["{tmp}", "--threshold", "90"], ["--threshold=90", "(0, 1]"]),
+    (["{tmp}", "--curve-depths", "7", "--out", "{tmp}/o"], ["--curve-depths 7", "2"]),
+])
+def test_bad_input_ends_in_one_sentence(tmp_path, capsys, argv, words):
+    (tmp_path / "empty").mkdir()
+    if "--curve-depths" in argv:
+        write_run(tmp_path / "run", "highway_fc", 2, -1, 0, [0.5], 0.5, [0.3, 0.3])
+    args = [a.format(empty=tmp_path / "empty", tmp=tmp_path) for a in argv]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
+
+
+def test_bad_format_is_refused_by_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path), "--format", "gif"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "'gif'" in err and "png" in err and "Traceback" not in err
+
+
+def test_only_broken_runs_end_in_one_sentence(tmp_path, capsys):
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "summary.json").write_text("{")
+    assert main([str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "No finished highway_study runs" in err and "1 unusable" in err
+    assert not (tmp_path / "analysis").exists()
+
+
+def test_heatmaps_mark_cells_without_a_number(analysed):
+    from analysis import plots
+    from analysis.collect import collect
+
+    sweep, _, _ = analysed
+    runs = collect([sweep]).runs
+
+    def texts(fig):
+        return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+    accuracy = texts(plots.accuracy_heatmap(runs))
+    assert accuracy.count("div") == 1 and accuracy.count("fail") == 1
+    assert "94.0\n±1.4" in accuracy  # highway depth 2, carry_bias -1: mean and sd of 2 seeds
+    epochs = texts(plots.epochs_heatmap(runs, 0.9))
+    # never: highway depth 4 / carry_bias -3, plain depth 2, shallow
+    assert epochs.count("never") == 3 and "3.0\n1/2 reach" in epochs
+    plots.plt.close("all")
