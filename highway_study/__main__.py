@@ -32,8 +32,10 @@ def main(cfg) -> float:
     except ConfigError as error:
         return _fail(run_dir, cfg, f"Invalid config: {error}", multirun, exit_code=2)
 
+    from highway_study.parallel import job_threads, limit_threads
     from highway_study.runner import run_once  # TensorFlow loads only for valid configs
 
+    limit_threads(job_threads(hydra_cfg.launcher))  # a parallel job's share of the cores
     return run_once(cfg, run_dir, multirun)
 
 

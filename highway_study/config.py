@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-MODEL_NAMES = ("highway_fc", "plain_fc", "shallow")
+MODEL_NAMES = ("highway_fc", "plain_fc", "shallow", "highway_conv", "plain_conv")
+CONV_MODELS = ("highway_conv", "plain_conv")
+READOUTS = ("flatten", "global_average")
 DATA_NAMES = ("mnist", "digits", "synthetic")
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
 LOSS_REDUCTIONS = ("mean", "sum")
-IMPLEMENTATIONS = ("scan", "layers")
+IMPLEMENTATIONS = ("scan", "layers", "scan_autodiff")
 INITIALIZERS = (
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
     "lecun_normal", "orthogonal", "truncated_normal", "random_normal",
@@ -38,9 +40,20 @@ class ModelConfig:
     init_stddev: float = 0.1
     # Initial value of every bias except the transform gate's (which is carry_bias).
     bias_init: float = 0.0
-    # highway_fc only: "scan" (stacked weights, depth-independent build) or "layers"
-    # (one HighwayDense per layer, the reference).
+    # highway_fc only: "scan" (stacked weights in one XLA-compiled loop, XLA-compiled
+    # gradient: depth-independent build, the fastest step), "layers" (one HighwayDense per
+    # layer, the reference) or "scan_autodiff" (stacked weights, plain TensorFlow scan and
+    # autodiff; kept for the benchmark). See docs/benchmark.md.
     implementation: str = "scan"
+    # Conv models only (highway_conv, plain_conv; `width` is their number of channels):
+    # side of the square convolution kernels,
+    kernel_size: int = 3
+    # hidden layers (0-based, < depth) followed by 2x2 max-pooling,
+    pool_after: List[int] = field(default_factory=list)
+    # dropout rate after every pooling layer and before the classifier (0 = none),
+    dropout: float = 0.0
+    # and how the last feature maps reach the classifier: "flatten" or "global_average".
+    readout: str = "global_average"
 
 
 @dataclass
@@ -129,7 +142,36 @@ def validate(cfg) -> None:
         )
     if not 0.0 < cfg.threshold <= 1.0:
         raise ConfigError(f"threshold={cfg.threshold} is not allowed: use a value in (0, 1].")
+    _validate_conv(cfg)
     _validate_data(cfg.data)
+
+
+def _validate_conv(cfg) -> None:
+    mcfg = cfg.model
+    if mcfg.name not in CONV_MODELS:
+        if mcfg.pool_after or mcfg.dropout:
+            raise ConfigError(
+                f"model.pool_after={list(mcfg.pool_after)} and model.dropout={mcfg.dropout} "
+                f"are not used by model={mcfg.name}: leave them at [] and 0 or use "
+                f"model={' or model='.join(CONV_MODELS)}."
+            )
+        return
+    _choice("model.readout", mcfg.readout, READOUTS)
+    _at_least("model.kernel_size", mcfg.kernel_size, 1)
+    for index in mcfg.pool_after:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < cfg.depth:
+            raise ConfigError(
+                f"model.pool_after={list(mcfg.pool_after)} holds {index!r}: use hidden-layer "
+                f"indices from 0 to depth-1={cfg.depth - 1}."
+            )
+    if not 0.0 <= mcfg.dropout < 1.0:
+        raise ConfigError(f"model.dropout={mcfg.dropout} is not allowed: use a value in [0, 1).")
+    data = cfg.data
+    if data.name == "synthetic" and round(math.sqrt(data.num_features)) ** 2 != data.num_features:
+        raise ConfigError(
+            f"data.num_features={data.num_features} is not a square number, so data=synthetic "
+            f"has no image shape for model={mcfg.name}: use for example data.num_features=64."
+        )
 
 
 def _validate_data(data) -> None:

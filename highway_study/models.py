@@ -30,8 +30,16 @@ def kernel_initializer(model_cfg):
     return keras.initializers.get(name)
 
 
-def build_model(cfg, num_features: int, num_classes: int) -> keras.Sequential:
-    """Build (and build the weights of) the model that `cfg` describes."""
+def build_model(cfg, num_features: int, num_classes: int,
+                image_shape=None) -> keras.Sequential:
+    """Build (and build the weights of) the model that `cfg` describes.
+
+    `image_shape` (H, W, C) is how conv models view the flat input; others ignore it.
+    """
+    from highway_study.conv_models import CONV_MODELS, build_conv_model
+
+    if cfg.model.name in CONV_MODELS:
+        return build_conv_model(cfg, num_features, num_classes, image_shape)
     mcfg = cfg.model
     dense_args = dict(
         activation=mcfg.activation,
@@ -59,8 +67,9 @@ def hidden_layers(cfg, dense_args) -> list:
         return [keras.layers.Dense(cfg.width, name=f"plain_{i}", **dense_args)
                 for i in range(depth)]
     highway_args = dict(dense_args, carry_bias=cfg.carry_bias)
-    if cfg.model.implementation == "scan":
-        return [HighwayStack(depth, name="highway_stack", **highway_args)]
+    if cfg.model.implementation in ("scan", "scan_autodiff"):
+        method = "xla" if cfg.model.implementation == "scan" else "autodiff"
+        return [HighwayStack(depth, name="highway_stack", method=method, **highway_args)]
     return [HighwayDense(name=f"highway_{i}", **highway_args) for i in range(depth)]
 
 

@@ -19,17 +19,34 @@ log = logging.getLogger("highway_study")
 
 def user_errors() -> tuple:
     """Exceptions caused by the user's input, reported in one sentence without traceback."""
+    from highway_study.config import ConfigError  # e.g. a conv model on data without images
     from highway_study.idx import IdxError
     from highway_study.mnist import ChecksumError, DataNotFoundError
 
-    return (DataNotFoundError, IdxError, ChecksumError)
+    return (DataNotFoundError, IdxError, ChecksumError, ConfigError)
 
 
 def run_once(cfg, run_dir: Path, multirun: bool) -> float:
+    from highway_study import resume
     from highway_study.train import objective, train
 
+    try:  # a finished run in this folder (a rerun sweep) is not trained again
+        recorded = resume.recorded_objective(run_dir, cfg)
+    except resume.ConfigChanged as error:  # refuse without touching its record
+        if multirun:
+            log.error("%s", error)
+            return 0.0
+        print(error, file=sys.stderr)
+        sys.exit(1)
+    if recorded is not None:
+        log.info("%s: already finished, not trained again", run_dir.name)
+        return recorded
     try:
-        summary = train(cfg, run_dir, verbose=not multirun)
+        with resume.interrupts_recorded():
+            summary = train(cfg, run_dir, verbose=not multirun)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C or SIGTERM: record it, stop the sweep
+        print(resume.record_interruption(run_dir, cfg, interrupt), file=sys.stderr)
+        sys.exit(resume.exit_code(interrupt))
     except user_errors() as error:
         record_failure(run_dir, cfg, str(error))
         if multirun:
@@ -46,6 +63,8 @@ def run_once(cfg, run_dir: Path, multirun: bool) -> float:
     if multirun:
         log.info("%s: %s, best val acc %s, %.0f s", run_dir.name, summary["status"],
                  _pct(summary["best_val_accuracy"]), summary["wall_seconds"])
+    if resume.pending_interrupt() is not None:  # came after the last epoch: run done, stop
+        sys.exit(resume.exit_code(resume.pending_interrupt()))
     return objective(summary)
 
 

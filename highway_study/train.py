@@ -13,7 +13,7 @@ import tensorflow as tf
 from omegaconf import OmegaConf
 
 from highway_study import data as data_lib
-from highway_study import records
+from highway_study import records, resume
 from highway_study.callbacks import RunRecorder
 from highway_study.lesion import lesion_accuracies
 from highway_study.models import build_model, count_params
@@ -60,7 +60,8 @@ def train(cfg, run_dir, verbose: bool = True) -> dict:
     seed_everything(cfg.seed)
 
     dataset = data_lib.load(cfg.data, cfg.seed)
-    model = build_model(cfg, dataset.num_features, dataset.num_classes)
+    model = build_model(cfg, dataset.num_features, dataset.num_classes,
+                        image_shape=dataset.image_shape)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
         loss=make_loss(cfg.loss_reduction),
@@ -76,9 +77,13 @@ def train(cfg, run_dir, verbose: bool = True) -> dict:
              epochs, steps_per_epoch)
 
     tensorboard_dir = run_dir / "tensorboard" if cfg.tensorboard else None
+    done_rows = resume.restore_history(run_dir)  # epochs finished before a kill
+    done_steps = done_rows[-1]["step"] if done_rows else 0
     recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
-                           tensorboard_dir)
-    callbacks = [recorder]
+                           tensorboard_dir, initial_step=done_steps)
+    recorder.history = done_rows
+    callbacks = [recorder, resume.checkpoint_callback(run_dir),  # metrics, then checkpoint
+                 resume.interrupt_callback()]  # SIGTERM/Ctrl-C stop between steps
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))

@@ -1,0 +1,51 @@
+"""Each parallel job gets its share of the CPU threads.
+
+TensorFlow sizes its thread pools to all cores by default; with `hydra/launcher=joblib
+hydra.launcher.n_jobs=N` that means N jobs each running `cores` threads, which mostly fight.
+TensorFlow fixes its pool sizes when its runtime starts, so this must run before the first
+op of a process; joblib reuses worker processes, where later jobs keep the same (right) sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("highway_study")
+THREADS_ENV = "HIGHWAY_STUDY_THREADS"
+
+
+def job_threads(launcher_cfg) -> int | None:
+    """Threads one job should use under this launcher config (None: leave TF's default).
+
+    $HIGHWAY_STUDY_THREADS wins; joblib jobs get cores // n_jobs; submitit jobs get
+    their cpus_per_task.
+    """
+    if os.environ.get(THREADS_ENV):
+        return max(1, int(os.environ[THREADS_ENV]))
+    if launcher_cfg is None:
+        return None
+    target = str(launcher_cfg.get("_target_", ""))
+    if "joblib" in target:
+        cores = os.cpu_count() or 1
+        n_jobs = int(launcher_cfg.get("n_jobs") or -1)
+        n_jobs = cores if n_jobs < 0 else min(n_jobs, cores)
+        return max(1, cores // n_jobs)
+    if "submitit" in target and launcher_cfg.get("cpus_per_task"):
+        return int(launcher_cfg.cpus_per_task)
+    return None
+
+
+def limit_threads(threads: int | None) -> None:
+    """Size TensorFlow's intra- and inter-op pools (no-op once its runtime has started)."""
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # runtime already started in this (reused) worker: sizes stay
+        pass
+    log.info("TensorFlow uses %d threads in this job",
+             tf.config.threading.get_intra_op_parallelism_threads())

@@ -1,0 +1,110 @@
+"""A sweep's progress: one line per finished run with runs done / total, failures, time left.
+
+A Hydra callback (registered in conf/config.yaml under hydra.callbacks). Hydra calls
+`on_job_end` in the process that ran the job, which under joblib or submitit is not the
+process that started the sweep, so the count lives on disk: every finished job appends one
+JSON line to `<sweep dir>/progress.jsonl` (small appends are atomic), and each line printed
+is computed from that file. A rerun of the same sweep starts a new section of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+
+from highway_study import records
+
+log = logging.getLogger("highway_study.progress")
+PROGRESS_FILE = "progress.jsonl"
+
+
+class SweepProgress(Callback):
+    """Prints `sweep progress: 3/12 runs done, 1 failed, 0 diverged, about 2m10s left`."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        _append(sweep_dir, {"event": "start", "total": planned_runs(config), "time": time.time()})
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        run_dir = Path(config.hydra.runtime.output_dir)
+        summary = records.read_summary(run_dir) or {}
+        status = summary.get("status") or "failed"
+        sweep_dir = Path(config.hydra.sweep.dir)
+        _append(sweep_dir, {"event": "end", "run": run_dir.name, "status": status,
+                            "time": time.time()})
+        log.info("%s", progress_line(read_progress(sweep_dir)))
+
+
+def planned_runs(config) -> int | None:
+    """How many runs this sweep launches: a grid's size, or the Optuna search's n_trials."""
+    sweeper = config.hydra.sweeper
+    if "n_trials" in sweeper:
+        return int(sweeper.n_trials)
+    try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{key}={value}" for key, value in (sweeper.get("params") or {}).items()]
+        params += list(config.hydra.overrides.task)
+        overrides = OverridesParser.create().parse_overrides(params)
+        return len(BasicSweeper.split_arguments(overrides, None)[0])
+    except Exception:  # noqa: BLE001 - an unknown total only hides the time estimate
+        return None
+
+
+def read_progress(sweep_dir) -> dict:
+    """Counts since the sweep's latest start: total, done, failed, diverged, elapsed seconds."""
+    path = Path(sweep_dir) / PROGRESS_FILE
+    events = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    starts = [i for i, event in enumerate(events) if event.get("event") == "start"]
+    start = events[starts[-1]] if starts else {"total": None, "time": time.time()}
+    ends = [event for event in events[(starts[-1] + 1 if starts else 0):]
+            if event.get("event") == "end"]
+    return {
+        "total": start.get("total"),
+        "done": len(ends),
+        "failed": sum(event["status"] in ("failed", "interrupted") for event in ends),
+        "diverged": sum(event["status"] == "diverged" for event in ends),
+        "elapsed": max((event["time"] for event in ends), default=start["time"]) - start["time"],
+    }
+
+
+def progress_line(state: dict) -> str:
+    total, done = state["total"], state["done"]
+    line = (f"sweep progress: {done}/{total if total is not None else '?'} runs done, "
+            f"{state['failed']} failed, {state['diverged']} diverged")
+    if total is not None and done:
+        left = max(total - done, 0) * state["elapsed"] / done
+        line += f", about {_duration(left)} left"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _append(sweep_dir: Path, event: dict) -> None:
+    with open(sweep_dir / PROGRESS_FILE, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(event) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())

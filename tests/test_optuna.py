@@ -1,0 +1,138 @@
+"""The Optuna search: persistent SQLite study resumed across runs, PostgreSQL with several
+workers, and a database password that never reaches a file or a log."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from highway_study import storage
+
+TINY_SEARCH = ["hparams_search=highway_optuna", "data=synthetic", "epochs=1", "tensorboard=false",
+               "depth=tag(log, int(interval(1, 3)))"]
+PG_URL_ENV = "HIGHWAY_STUDY_TEST_PG_URL"
+PG_PASSWORD_ENV = "HIGHWAY_STUDY_TEST_PG_PASSWORD"
+
+
+def search(cwd, *args, env=None, trials=3):
+    """Start the search CLI in `cwd` (a Popen: callers may run several at once)."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    for key in (storage.URL_ENV, storage.PASSWORD_ENV):
+        if env is None or key not in env:
+            full_env.pop(key, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "highway_study", *TINY_SEARCH, f"hydra.sweeper.n_trials={trials}",
+         *args], cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+
+
+def finish(process, timeout=300) -> str:
+    stdout, stderr = process.communicate(timeout=timeout)
+    assert process.returncode == 0, stderr[-3000:]
+    return stdout + stderr
+
+
+def complete_trials(url: str, study_name: str) -> int:
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=url)
+    return sum(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
+
+
+def compose_with_hydra(*overrides):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+    from highway_study.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_search_config_saves_no_database_url(monkeypatch):
+    monkeypatch.setenv(storage.URL_ENV, "postgresql://optuna@db.example/highway")
+    cfg = compose_with_hydra("hparams_search=highway_optuna")
+    assert cfg.hydra.sweeper.direction == "maximize"  # maximise validation accuracy
+    params = cfg.hydra.sweeper.params
+    assert params.depth == "tag(log, int(interval(1, 1000)))"
+    assert params.carry_bias == "interval(-20.0, -1.0)"
+    assert params["optimizer.learning_rate"].startswith("tag(log, interval(")
+    assert dict(cfg.hydra.sweeper.storage) == {"_target_": "highway_study.storage.optuna_storage"}
+
+
+def test_storage_url_takes_the_password_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(storage.URL_ENV, "postgresql://optuna@db.example:5432/highway")
+    monkeypatch.setenv(storage.PASSWORD_ENV, "s3cret-pw")
+    url = storage.storage_url()
+    assert url == "postgresql://optuna:s3cret-pw@db.example:5432/highway"
+    assert "s3cret-pw" not in storage.describe(url)
+
+    monkeypatch.delenv(storage.URL_ENV)
+    monkeypatch.delenv(storage.PASSWORD_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert storage.storage_url() == storage.DEFAULT_URL
+    assert (tmp_path / "outputs").is_dir()  # SQLite needs the folder to exist
+
+    monkeypatch.setenv(storage.URL_ENV, "not a url")
+    with pytest.raises(storage.StorageError, match=storage.URL_ENV):
+        storage.storage_url()
+
+
+def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
+    finish(search(tmp_path, "hydra.sweep.dir=first", trials=3))
+    db = tmp_path / "outputs" / "optuna.db"
+    assert db.exists()  # the default storage, under outputs/
+    url = f"sqlite:///{db}"
+    assert complete_trials(url, "highway_depth_bias_lr") == 3
+
+    output = finish(search(tmp_path, "hydra.sweep.dir=second", trials=2))
+    assert complete_trials(url, "highway_depth_bias_lr") == 5  # same study, 3 + 2 trials
+    assert "sweep progress: 2/2 runs done" in output
+    assert len([p for p in (tmp_path / "second").iterdir() if (p / "summary.json").exists()]) == 2
+
+
+def postgres_or_skip() -> tuple[str, str]:
+    url, password = os.environ.get(PG_URL_ENV), os.environ.get(PG_PASSWORD_ENV, "")
+    if not url:
+        pytest.skip(f"no PostgreSQL server for this test (.ci/run starts one; set {PG_URL_ENV})")
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(
+        sqlalchemy.engine.make_url(url).set(password=password or None))
+    try:
+        with engine.connect():
+            pass
+    except Exception as error:  # noqa: BLE001 - any connection problem means: skip
+        pytest.skip(f"PostgreSQL at {PG_URL_ENV} does not answer: {type(error).__name__}")
+    finally:
+        engine.dispose()
+    return url, password
+
+
+def test_two_workers_share_one_study_in_postgresql(tmp_path, monkeypatch):
+    url, password = postgres_or_skip()
+    env = {storage.URL_ENV: url, storage.PASSWORD_ENV: password}
+    study_name = f"test_{uuid.uuid4().hex[:10]}"
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    storage.create_study(study_name)  # as docs/sweeps.md says: once, before the workers
+    try:
+        workers = [search(tmp_path, f"hydra.sweep.dir=worker{i}",
+                          f"hydra.sweeper.study_name={study_name}", env=env, trials=1)
+                   for i in range(2)]  # started together, running at the same time
+        outputs = [finish(worker) for worker in workers]
+        assert complete_trials(storage.storage_url(), study_name) == 2  # one trial per worker
+
+        if password:  # the secret is in no file the runs wrote and in no log line
+            for path in Path(tmp_path).rglob("*"):
+                if path.is_file():
+                    assert password not in path.read_text(errors="ignore"), path
+            assert all(password not in output for output in outputs)
+    finally:
+        import optuna
+
+        optuna.delete_study(study_name=study_name, storage=storage.storage_url())

@@ -1,0 +1,225 @@
+"""Sweeps end to end: grid folders, failure isolation, skip/resume, SIGTERM, launchers, progress.
+
+Each test runs `python -m highway_study` in its own temporary working directory (so outputs/
+lands there) on synthetic data for one or a few tiny epochs.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from compose import compose_config
+from highway_study import parallel, progress
+
+FAST = ["data=synthetic", "epochs=1", "tensorboard=false"]
+
+
+def hs(cwd, *args, timeout=240):
+    """Run the CLI in `cwd`; return the CompletedProcess (stdout and stderr captured)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, "-m", "highway_study", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_dirs(sweep_dir: Path) -> dict[str, Path]:
+    return {path.name: path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()}
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def epochs(run_dir: Path) -> list[int]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines]
+
+
+# --- experiments: composed in-process, no training -------------------------------------------
+
+@pytest.mark.parametrize("name, runs", [
+    ("quickstart", 6), ("blog_baselines", 9), ("blog_depth_bias", 70)])
+def test_experiment_grid_sizes(name, runs):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+    from highway_study.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={name}"],
+                      return_hydra_config=True)
+    assert progress.planned_runs(cfg) == runs
+    assert cfg.tags.experiment == name
+
+
+@pytest.mark.parametrize("model, depth", [("plain_fc", 18), ("highway_fc", 18), ("shallow", 1)])
+def test_blog_baselines_each_model_brings_its_depth(model, depth):
+    from highway_study.config import validate
+
+    cfg = compose_config("experiment=blog_baselines", f"model={model}")
+    validate(cfg)  # shallow with any other depth would be refused
+    assert (cfg.model.name, cfg.depth, cfg.data.name, cfg.loss_reduction) == (
+        model, depth, "mnist", "sum")
+
+
+def test_depth_1000_is_the_blogs_headline():
+    cfg = compose_config("experiment=depth_1000")
+    assert (cfg.depth, cfg.carry_bias, cfg.model.name, cfg.data.name) == (
+        1000, -20.0, "highway_fc", "mnist")
+
+
+# --- small helpers: no TensorFlow -------------------------------------------------------------
+
+def test_progress_line_counts_failures_and_estimates_time_left(tmp_path):
+    start = 1000.0
+    events = [{"event": "start", "total": 9, "time": start - 50},  # an earlier sweep: ignored
+              {"event": "end", "status": "failed", "time": start - 40},
+              {"event": "start", "total": 4, "time": start}]
+    events += [{"event": "end", "status": status, "time": start + 10 * (i + 1)}
+               for i, status in enumerate(["completed", "failed", "diverged"])]
+    (tmp_path / progress.PROGRESS_FILE).write_text("".join(json.dumps(e) + "\n" for e in events))
+    state = progress.read_progress(tmp_path)
+    assert (state["total"], state["done"], state["failed"], state["diverged"]) == (4, 3, 1, 1)
+    assert progress.progress_line(state) == (
+        "sweep progress: 3/4 runs done, 1 failed, 1 diverged, about 10s left")
+
+
+def test_joblib_jobs_share_the_cores(monkeypatch):
+    monkeypatch.delenv(parallel.THREADS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    joblib = {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}
+    assert parallel.job_threads({**joblib, "n_jobs": 2}) == 4
+    assert parallel.job_threads({**joblib, "n_jobs": -1}) == 1
+    assert parallel.job_threads({"_target_": "hydra._internal.core_plugins.basic_launcher."
+                                 "BasicLauncher"}) is None
+    monkeypatch.setenv(parallel.THREADS_ENV, "3")
+    assert parallel.job_threads({**joblib, "n_jobs": 2}) == 3
+
+
+# --- real sweeps ------------------------------------------------------------------------------
+
+def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_path):
+    args = ["-m", *FAST, "data=synthetic,mnist", "data.path=/nonexistent",
+            "data.download=false", "depth=1,2", "hydra.sweep.dir=sweep"]
+    first = hs(tmp_path, *args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = run_dirs(tmp_path / "sweep")
+    assert len(runs) == 4
+    for name, run_dir in runs.items():
+        assert ("depth=1" in name) != ("depth=2" in name), name  # overrides in the folder name
+        record = summary(run_dir)
+        if "data=mnist" in name:
+            assert record["status"] == "failed"
+            assert "/nonexistent" in record["error"]
+        else:
+            assert record["status"] == "completed"
+            assert record["config"]["data"]["name"] == "synthetic"
+    output = first.stdout + first.stderr
+    assert "sweep progress: 4/4 runs done, 2 failed" in output
+
+    good = [run for name, run in runs.items() if "data=synthetic" in name]
+    before = {run: ((run / "summary.json").stat().st_mtime_ns,
+                    (run / "metrics.jsonl").read_text()) for run in good}
+    second = hs(tmp_path, *args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    output = second.stdout + second.stderr
+    assert output.count("already finished, not trained again") == 2
+    for run, (mtime, metrics) in before.items():
+        assert (run / "summary.json").stat().st_mtime_ns == mtime  # not retrained
+        assert (run / "metrics.jsonl").read_text() == metrics
+    assert "sweep progress: 4/4 runs done, 2 failed" in output  # failed runs were tried again
+
+
+def test_sigterm_records_interrupted_and_rerun_resumes_from_last_epoch(tmp_path):
+    args = ["data=synthetic", "data.num_examples=10000", "epochs=6", "depth=2",
+            "tensorboard=false", "hydra.run.dir=run"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen([sys.executable, "-m", "highway_study", *args], cwd=tmp_path,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        assert process.poll() is None and time.monotonic() < deadline, "run ended too early"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    run_dir = tmp_path / "run"
+    record = summary(run_dir)
+    assert record["status"] == "interrupted"
+    assert "SIGTERM" in record["error"]
+    done = epochs(run_dir)
+    assert done == list(range(1, len(done) + 1)) and 1 <= len(done) < 6
+    assert record["epochs"] == len(done)
+    assert (run_dir / "checkpoint").is_dir()
+    finished_rows = metrics.read_text().splitlines()
+
+    resumed = hs(tmp_path, *args)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming run after epoch {len(done)}" in resumed.stdout + resumed.stderr
+    assert epochs(run_dir) == list(range(1, 7))  # no epoch twice, none lost
+    assert metrics.read_text().splitlines()[:len(done)] == finished_rows  # kept, not redone
+    assert summary(run_dir)["status"] == "completed"
+    assert not (run_dir / "checkpoint").exists()  # removed once training ended
+
+
+def test_joblib_launcher_runs_two_jobs_in_parallel_workers(tmp_path):
+    result = hs(tmp_path, "-m", *FAST, "depth=1,2", "hydra/launcher=joblib",
+                "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
+    runs = run_dirs(tmp_path / "sweep")
+    assert sorted(summary(run)["config"]["depth"] for run in runs.values()) == [1, 2]
+    assert {summary(run)["status"] for run in runs.values()} == {"completed"}
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for run in runs.values():  # each job used its share of the cores
+        assert f"TensorFlow uses {share} threads in this job" in (run / "__main__.log").read_text()
+
+
+def test_submitit_local_launcher_runs_a_two_run_sweep(tmp_path):
+    result = hs(tmp_path, "-m", *FAST, "seed=0,1", "depth=1", "hydra/launcher=submitit_local",
+                "hydra.launcher.timeout_min=5", "hydra.sweep.dir=sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = run_dirs(tmp_path / "sweep")
+    assert sorted(summary(run)["config"]["seed"] for run in runs.values()) == [0, 1]
+    assert {summary(run)["status"] for run in runs.values()} == {"completed"}
+    assert (tmp_path / "sweep" / ".submitit").is_dir()  # really went through submitit
+
+
+def test_slurm_launcher_config_is_ready_to_use():
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+    from highway_study.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert parallel.job_threads(launcher) == launcher.cpus_per_task
+    assert launcher.max_num_timeout > 0  # requeued tasks resume from their checkpoint
+
+
+def test_a_finished_run_of_another_config_is_refused_not_overwritten(tmp_path):
+    from highway_study import records, resume
+
+    cfg = compose_config(*FAST, "depth=3")
+    old_config = json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True)))
+    old_config["epochs"] = 7
+    old_config.pop("seed")  # a key the old code did not have does not count
+    records.write_summary(tmp_path, {"status": "completed", "config": old_config})
+    before = (tmp_path / "summary.json").read_text()
+    with pytest.raises(resume.ConfigChanged, match=r"differs in epochs: "):
+        resume.recorded_objective(tmp_path, cfg)
+    assert (tmp_path / "summary.json").read_text() == before
+    records.write_summary(tmp_path, {"status": "interrupted", "config": old_config})
+    assert resume.recorded_objective(tmp_path, cfg) is None  # unfinished: train (resume) it
