@@ -105,6 +105,8 @@ class Config:
     tensorboard: bool = True
     # After training, evaluate with every k-th layer's transform gate forced shut; 0 = off.
     lesion_every: int = 0
+    # Stop when validation accuracy has not improved for this many epochs; null = never.
+    patience: Optional[int] = None
     # Free-form tags copied into the run record (for example the experiment's name).
     tags: Any = field(default_factory=dict)
 
@@ -132,6 +134,8 @@ def validate(cfg) -> None:
     if cfg.max_steps is not None:
         _at_least("max_steps", cfg.max_steps, 1)
     _at_least("lesion_every", cfg.lesion_every, 0)
+    if cfg.patience is not None:
+        _at_least("patience", cfg.patience, 1)
     _finite("carry_bias", cfg.carry_bias)
     _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
     _positive("model.init_stddev", cfg.model.init_stddev)

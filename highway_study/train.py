@@ -84,6 +84,9 @@ def train(cfg, run_dir, verbose: bool = True) -> dict:
     recorder.history = done_rows
     callbacks = [recorder, resume.checkpoint_callback(run_dir),  # metrics, then checkpoint
                  resume.interrupt_callback()]  # SIGTERM/Ctrl-C stop between steps
+    if cfg.patience is not None:  # train until validation accuracy stops improving
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=cfg.patience, mode="max"))
     if tensorboard_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(
             log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))

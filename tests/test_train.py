@@ -84,3 +84,11 @@ def test_real_mnist_smoke_depth_2_highway(mnist_root, tmp_path, monkeypatch):
     summary = train(cfg, tmp_path, verbose=False)
     assert summary["status"] == "completed"
     assert summary["test_accuracy"] > 0.6  # chance is 0.1
+
+
+def test_patience_stops_when_validation_accuracy_stalls(tmp_path):
+    # A zero learning rate never improves validation accuracy: stop after 1 + patience epochs.
+    cfg = compose_config(*FAST, "epochs=10", "patience=2", "optimizer.learning_rate=1e-30",
+                         "tensorboard=false")
+    summary = train(cfg, tmp_path, verbose=False)
+    assert summary["status"] == "completed" and summary["epochs"] == 3
