@@ -89,7 +89,7 @@ def _drawers(c, optuna, args, plots, tables) -> dict:
             drawers["gate_activity"] = lambda: plots.gate_heatmap(gates)
             drawers["effective_depth"] = lambda: plots.effective_depth(runs, c.gate_threshold)
         lesions = tables.lesion_table(c)
-        lesions = lesions[lesions["model"] == tables.HIGHWAY]
+        lesions = lesions[tables.is_highway(lesions["model"])]
         if not lesions.empty:
             drawers["lesion"] = lambda: plots.lesion_figure(lesions)
     if optuna is not None and not optuna[1].empty:

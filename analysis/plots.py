@@ -125,7 +125,7 @@ def gate_heatmap(gates: pd.DataFrame, max_panels: int = 3) -> plt.Figure:
 
 def effective_depth(runs: pd.DataFrame, gate_threshold: float) -> plt.Figure:
     """Figure 5b: effective depth (layers with mean gate activity > threshold) over depth."""
-    data = runs[(runs["model"] == tables.HIGHWAY) & runs["effective_depth"].notna()]
+    data = runs[tables.is_highway(runs["model"]) & runs["effective_depth"].notna()]
     order = _bias_order(data["carry_bias"])
     data = data.assign(carry_bias=data["carry_bias"].map(lambda b: f"{b:g}"))
     fig, ax = plt.subplots(figsize=(6.5, 4.5))

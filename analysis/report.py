@@ -183,7 +183,7 @@ def _question_4(c, figures) -> str:
 def _lesions(c, figures) -> str:
     head = "### Lesioning: which layers matter?"
     lesions = tables.lesion_table(c)
-    lesions = lesions[lesions["model"] == HIGHWAY]
+    lesions = lesions[tables.is_highway(lesions["model"])]
     if lesions.empty:
         return _missing(head, "no lesion measurements (train with lesion_every=k)",
                         COMMANDS["lesion"])

@@ -10,13 +10,18 @@ import numpy as np
 import pandas as pd
 
 CELL = ["model", "depth", "carry_bias"]
-HIGHWAY = "highway_fc"
+HIGHWAY = "highway_fc"  # the fully connected net the blog's questions are about
+
+
+def is_highway(models: pd.Series) -> pd.Series:
+    """Models with transform gates (highway_fc, highway_conv): gate and lesion figures."""
+    return models.astype(str).str.startswith("highway")
 
 
 def series(runs: pd.DataFrame) -> pd.Series:
     """One label per compared network: highway nets per carry bias; plain and shallow alone."""
     bias = runs["carry_bias"].map(lambda b: f"{b:g}")
-    gated = runs["model"].astype(str).str.startswith("highway")
+    gated = is_highway(runs["model"])
     return runs["model"].where(~gated, runs["model"] + ", carry_bias " + bias)
 
 
@@ -54,7 +59,7 @@ def cell_mark(cell) -> str | None:
 def highway_gates(collection) -> pd.DataFrame:
     """Final gate activity per highway layer, with each run's depth, carry_bias and seed."""
     runs = collection.runs
-    keys = runs.loc[runs["model"] == HIGHWAY, ["run", "depth", "carry_bias", "seed"]]
+    keys = runs.loc[is_highway(runs["model"]), ["run", "depth", "carry_bias", "seed"]]
     return collection.gates.merge(keys, on="run")
 
 
