@@ -40,8 +40,8 @@ class ModelConfig:
     init_stddev: float = 0.1
     # Initial value of every bias except the transform gate's (which is carry_bias).
     bias_init: float = 0.0
-    # highway_fc only: "scan" (stacked weights in one XLA-compiled loop, XLA-compiled
-    # gradient: depth-independent build, the fastest step), "layers" (one HighwayDense per
+    # highway_fc only: "scan" (stacked weights in one XLA-compiled loop with a hand-written
+    # gradient: depth-independent build and a small memory peak), "layers" (one HighwayDense per
     # layer, the reference) or "scan_autodiff" (stacked weights, plain TensorFlow scan and
     # autodiff; kept for the benchmark). See docs/benchmark.md.
     implementation: str = "scan"

@@ -6,7 +6,8 @@ input through, which is what lets very deep stacks train with plain SGD.
 Two implementations of the same maths:
 - `HighwayDense`, one Keras layer per highway layer (what a user writes first);
 - `HighwayStack`, `depth` layers whose weights are stacked into one tensor and applied
-  with a scan, so that building and tracing the graph costs the same at any depth.
+  in one XLA-compiled loop (highway_study/fast_stack.py), so
+  that building costs the same at any depth and a step runs near the machine's speed.
 
 Every highway layer (and the stack, per layer) exposes the same small gate interface, used
 for gate-activity records and lesioning: `num_gates`, `gate_activity(x)`,
@@ -15,15 +16,17 @@ for gate-activity records and lesioning: `num_gates`, `gate_activity(x)`,
 
 from __future__ import annotations
 
+import copy
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from highway_study import fast_stack
+from highway_study.fast_stack import highway_combine
 
-def highway_combine(x, h, t):
-    """y = H*T + x*(1-T), written once so that every implementation rounds alike."""
-    return h * t + x * (1.0 - t)
+STACK_METHODS = ("xla", "autodiff")
 
 
 @keras.saving.register_keras_serializable(package="highway_study")
@@ -65,7 +68,7 @@ class HighwayDense(keras.layers.Layer):
         """T(x), the share of the transformed signal in the output (0 = pure carry)."""
         return ops.sigmoid(ops.matmul(x, self.kernel_t) + self.bias_t)
 
-    def call(self, x):
+    def call(self, x, training=None):
         h = self.activation(ops.matmul(x, self.kernel_h) + self.bias_h)
         return highway_combine(x, h, self.transform_gate(x))
 
@@ -102,8 +105,13 @@ class HighwayDense(keras.layers.Layer):
 class HighwayStack(keras.layers.Layer):
     """`depth` highway layers of one width, stacked as kernel [depth, width, 2*width].
 
-    Columns [:width] of each slice are H's weights, [width:] the transform gate's. A scan
+    Columns [:width] of each slice are H's weights, [width:] the transform gate's. One loop
     applies the layers in order, so graph size, build and trace time do not grow with depth.
+    `method` picks how the loop runs and is differentiated:
+    - "xla" (default): an XLA-compiled loop with a hand-written, XLA-compiled gradient
+      (highway_study.fast_stack);
+    - "autodiff": tf.foldl in TensorFlow's graph executor, differentiated by TensorFlow
+      (kept as the plain baseline of the benchmark).
     """
 
     def __init__(
@@ -113,12 +121,19 @@ class HighwayStack(keras.layers.Layer):
         carry_bias: float = -2.0,
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        method: str = "xla",
         **kwargs,
     ):
         super().__init__(**kwargs)
         if int(depth) < 1:
             raise ValueError(f"HighwayStack depth must be >= 1, got {depth}.")
+        if method not in STACK_METHODS:
+            raise ValueError(
+                f"HighwayStack method={method!r} is not allowed: use one of "
+                f"{', '.join(STACK_METHODS)}."
+            )
         self.depth = int(depth)
+        self.method = method
         self.activation = keras.activations.get(activation)
         self.carry_bias = float(carry_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -142,14 +157,13 @@ class HighwayStack(keras.layers.Layer):
         # Each [width, width] block gets the fan-in/fan-out of one layer, exactly as the
         # layer-by-layer stack would; initialising the 3-D tensor at once would not.
         depth, width, _ = shape
-        blocks = [
-            ops.concatenate(
-                [self.kernel_initializer((width, width), dtype=dtype) for _ in range(2)],
-                axis=1,
-            )
-            for _ in range(depth)
-        ]
-        return ops.stack(blocks)
+        blocks = _per_block_draws(self.kernel_initializer, (2 * depth, width, width), dtype)
+        if blocks is None:  # an initializer that needs one call per block (e.g. orthogonal)
+            blocks = ops.stack([self.kernel_initializer((width, width), dtype=dtype)
+                                for _ in range(2 * depth)])
+        # [2*depth, w, w] -> [depth, w, 2w]: block 2i is layer i's H, block 2i+1 its T.
+        blocks = ops.reshape(blocks, (depth, 2, width, width))
+        return ops.reshape(ops.transpose(blocks, (0, 2, 1, 3)), (depth, width, 2 * width))
 
     def _per_layer_bias_initializer(self, shape, dtype=None):
         depth, twice_width = shape
@@ -158,18 +172,22 @@ class HighwayStack(keras.layers.Layer):
         bias_t = ops.full((depth, width), self.carry_bias, dtype=dtype)
         return ops.concatenate([bias_h, bias_t], axis=1)
 
-    def _layer(self, x, kernel, bias):
-        pre = tf.matmul(x, kernel) + bias
-        h = self.activation(pre[:, : self.width])
-        t = tf.sigmoid(pre[:, self.width :])
-        return h, t
+    def _weights(self):
+        return tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias)
 
-    def call(self, x):
+    def call(self, x, training=None):
+        kernel, bias = self._weights()
+        if self.method == "xla":
+            return fast_stack.highway_stack(
+                x, kernel, bias, self.activation, training=training is not False
+            )
+
         def step(x, weights):
-            h, t = self._layer(x, *weights)
+            pre = tf.matmul(x, weights[0]) + weights[1]
+            h, t = fast_stack._gates(pre, self.activation)
             return highway_combine(x, h, t)
 
-        return tf.foldl(step, (self.kernel, self.bias), initializer=x)
+        return tf.foldl(step, (kernel, bias), initializer=x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -181,15 +199,8 @@ class HighwayStack(keras.layers.Layer):
 
     def gate_activity(self, x) -> np.ndarray:
         """Mean transform-gate value of every layer (over batch and units), shape [depth]."""
-
-        def step(carry, weights):
-            x, _ = carry
-            h, t = self._layer(x, *weights)
-            return highway_combine(x, h, t), tf.reduce_mean(t)
-
-        x = tf.convert_to_tensor(x)
-        _, means = tf.scan(step, (self.kernel, self.bias), initializer=(x, tf.zeros(())))
-        return np.asarray(means)
+        x = tf.convert_to_tensor(x, dtype=self.kernel.dtype)
+        return np.asarray(fast_stack.gate_means(x, *self._weights(), self.activation))
 
     def get_transform_bias(self, index: int) -> np.ndarray:
         _check_index(index, self.depth)
@@ -205,12 +216,33 @@ class HighwayStack(keras.layers.Layer):
         config = super().get_config()
         config.update(
             depth=self.depth,
+            method=self.method,
             activation=keras.activations.serialize(self.activation),
             carry_bias=self.carry_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
         return config
+
+
+def _per_block_draws(initializer, shape, dtype):
+    """All [w, w] blocks of `shape` drawn in one call, each as if it were one layer's kernel.
+
+    None when the initializer cannot do that. Why it works: Keras computes the fans of a
+    3-D shape [n, w, w] as n*w; a VarianceScaling initializer with its scale times n then
+    draws with exactly the variance scale/w of a single [w, w] kernel (building a 1000-layer
+    stack block by block took ~2 s here).
+    """
+    if isinstance(initializer, keras.initializers.VarianceScaling):
+        scaled = copy.copy(initializer)
+        scaled.scale = initializer.scale * shape[0]
+        return scaled(shape, dtype=dtype)
+    elementwise = (keras.initializers.RandomNormal, keras.initializers.RandomUniform,
+                   keras.initializers.TruncatedNormal, keras.initializers.Constant,
+                   keras.initializers.Zeros, keras.initializers.Ones)
+    if isinstance(initializer, elementwise):
+        return initializer(shape, dtype=dtype)
+    return None
 
 
 def _check_index(index: int, count: int) -> None:

@@ -1,0 +1,246 @@
+"""The fast highway stack (XLA loop, hand-written gradient) computes what the reference does.
+
+Correctness only; timings live in docs/benchmark.md (`python -m highway_study.benchmark`).
+Tolerances (float32): outputs and gradients agree with the one-HighwayDense-per-layer
+reference to rtol 1e-5 / atol 1e-6 relative to the tensor's largest value; at depth 1000
+against a float64 NumPy loop to rtol 1e-4 of the tensor's largest value (1000 layers of
+float32 rounding).
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from compose import compose_config
+from highway_study.layers import HighwayDense, HighwayStack
+from highway_study.models import build_model
+from highway_study.train import make_loss, make_optimizer, seed_everything
+
+
+def random_stack_weights(rng, depth, width, carry_bias):
+    kernel = rng.normal(0, 0.4, (depth, width, 2 * width)).astype(np.float32)
+    bias = np.concatenate(
+        [rng.normal(0, 0.1, (depth, width)), np.full((depth, width), carry_bias)], axis=1
+    ).astype(np.float32)
+    return kernel, bias
+
+
+def stack_with(kernel, bias, method="xla"):
+    stack = HighwayStack(kernel.shape[0], method=method)
+    stack.build((None, kernel.shape[1]))
+    stack.set_weights([kernel, bias])
+    return stack
+
+
+def close(actual, expected, rtol):
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    scale = float(np.abs(expected).max())
+    assert scale > 0, "comparison against an all-zero tensor proves nothing"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def output_and_gradients(layers, variables, x, probe):
+    """y and d(sum(y * probe))/d(x, variables) through `layers` applied in order."""
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = x
+        for layer in layers:
+            y = layer(y, training=True)
+        loss = tf.reduce_sum(y * probe)
+    return y, tape.gradient(loss, [x] + variables)
+
+
+@pytest.mark.parametrize("depth", [1, 3, 30])
+def test_fast_stack_matches_layer_per_object_reference(depth):
+    rng = np.random.default_rng(depth)
+    width, batch = 6, 5
+    kernel, bias = random_stack_weights(rng, depth, width, carry_bias=-1.0)
+    x = rng.normal(size=(batch, width)).astype(np.float32)
+    probe = rng.normal(size=(batch, width)).astype(np.float32)
+
+    reference = []
+    for k, b in zip(kernel, bias):
+        layer = HighwayDense()
+        layer.build((None, width))
+        layer.set_weights([k[:, :width], b[:width], k[:, width:], b[width:]])
+        reference.append(layer)
+    ref_vars = [v.value for layer in reference for v in layer.trainable_variables]
+    y_ref, (dx_ref, *dw_ref) = output_and_gradients(reference, ref_vars, x, probe)
+
+    stack = stack_with(kernel, bias)
+    y, (dx, dkernel, dbias) = output_and_gradients(
+        [stack], [stack.kernel.value, stack.bias.value], x, probe
+    )
+    close(y, y_ref, 1e-5)
+    close(dx, dx_ref, 1e-5)
+    # Reference variables come per layer as kernel_h, bias_h, kernel_t, bias_t.
+    dk_h, db_h, dk_t, db_t = (np.stack(dw_ref[i::4]) for i in range(4))
+    close(dkernel, np.concatenate([dk_h, dk_t], axis=2), 1e-5)
+    close(dbias, np.concatenate([db_h, db_t], axis=1), 1e-5)
+
+
+def numpy_stack(x, kernel, bias, probe):
+    """Forward and hand-written backward of a ReLU highway stack in float64."""
+    x, kernel, bias, probe = (a.astype(np.float64) for a in (x, kernel, bias, probe))
+    width = x.shape[1]
+    inputs, pres = [], []
+    for k, b in zip(kernel, bias):
+        pre = x @ k + b
+        h, t = np.maximum(pre[:, :width], 0), 1 / (1 + np.exp(-pre[:, width:]))
+        inputs.append(x)
+        pres.append(pre)
+        x = h * t + x * (1 - t)
+    y, g = x, probe
+    dkernel, dbias = np.zeros_like(kernel), np.zeros_like(bias)
+    for i in reversed(range(len(kernel))):
+        x, pre = inputs[i], pres[i]
+        h, t = np.maximum(pre[:, :width], 0), 1 / (1 + np.exp(-pre[:, width:]))
+        dpre = np.concatenate([g * t * (pre[:, :width] > 0), g * (h - x) * t * (1 - t)], axis=1)
+        dkernel[i], dbias[i] = x.T @ dpre, dpre.sum(axis=0)
+        g = g * (1 - t) + dpre @ kernel[i].T
+    return y, g, dkernel, dbias
+
+
+def test_fast_stack_matches_numpy_at_depth_1000():
+    rng = np.random.default_rng(1000)
+    depth, width, batch = 1000, 8, 3
+    # A strong carry bias keeps the gradient alive through 1000 layers, so the first
+    # layers' gradients are compared too, not just numbers that vanished to zero.
+    kernel, bias = random_stack_weights(rng, depth, width, carry_bias=-5.0)
+    x = rng.normal(size=(batch, width)).astype(np.float32)
+    probe = rng.normal(size=(batch, width)).astype(np.float32)
+    y_np, dx_np, dk_np, db_np = numpy_stack(x, kernel, bias, probe)
+    assert np.abs(dk_np[0]).max() > 1e-3 * np.abs(dk_np[-1]).max()
+
+    stack = stack_with(kernel, bias)
+    y, (dx, dkernel, dbias) = output_and_gradients(
+        [stack], [stack.kernel.value, stack.bias.value], x, probe
+    )
+    for actual, expected in ((y, y_np), (dx, dx_np), (dkernel, dk_np), (dbias, db_np)):
+        close(actual, expected, 1e-4)
+    close(dkernel[:10], dk_np[:10], 1e-4)  # the first layers on their own scale
+
+
+def test_fast_and_autodiff_stack_agree_at_depth_1000():
+    """TensorFlow's own gradient of the graph-mode scan is an independent check of the hand one."""
+    rng = np.random.default_rng(7)
+    kernel, bias = random_stack_weights(rng, 1000, 8, carry_bias=-5.0)
+    x = rng.normal(size=(4, 8)).astype(np.float32)
+    probe = rng.normal(size=(4, 8)).astype(np.float32)
+    results = []
+    for method in ("xla", "autodiff"):
+        stack = stack_with(kernel, bias, method)
+        results.append(output_and_gradients(
+            [stack], [stack.kernel.value, stack.bias.value], x, probe))
+    (y_fast, grads_fast), (y_auto, grads_auto) = results
+    close(y_fast, y_auto, 1e-5)
+    for fast, auto in zip(grads_fast, grads_auto):
+        close(fast, auto, 1e-5)
+
+
+def test_stack_gate_activity_is_each_layers_mean_gate():
+    rng = np.random.default_rng(3)
+    kernel, bias = random_stack_weights(rng, 12, 5, carry_bias=-2.0)
+    x0 = rng.normal(size=(7, 5)).astype(np.float32)
+    x, expected = x0.astype(np.float64), []
+    for k, b in zip(kernel, bias):
+        pre = x @ k + b
+        h, t = np.maximum(pre[:, :5], 0), 1 / (1 + np.exp(-pre[:, 5:]))
+        expected.append(t.mean())
+        x = h * t + x * (1 - t)
+    close(stack_with(kernel, bias).gate_activity(x0), expected, 1e-5)
+
+
+def test_inference_path_equals_training_path():
+    rng = np.random.default_rng(5)
+    kernel, bias = random_stack_weights(rng, 12, 5, carry_bias=-2.0)
+    stack = stack_with(kernel, bias)
+    x = rng.normal(size=(7, 5)).astype(np.float32)
+    close(stack(x, training=False), stack(x, training=True), 1e-6)
+
+
+def test_stack_method_is_checked_and_serialised():
+    with pytest.raises(ValueError, match="method='fused' is not allowed"):
+        HighwayStack(3, method="fused")
+    assert HighwayStack.from_config(HighwayStack(3, method="autodiff").get_config()).method == (
+        "autodiff"
+    )
+
+
+def one_training_step(implementation, x, y):
+    """Build the model as training does, with fixed weights, and take one SGD step."""
+    cfg = compose_config("depth=4", "width=6", "optimizer=sgd", "optimizer.learning_rate=0.5",
+                         f"model.implementation={implementation}")
+    keras.backend.clear_session()
+    seed_everything(0)  # also turns op determinism on, as every run does
+    model = build_model(cfg, x.shape[1], 3)
+    model.compile(optimizer=make_optimizer(cfg.optimizer), loss=make_loss("mean"))
+    return model
+
+
+def test_default_training_path_is_the_fast_stack_and_learns_like_the_reference():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(16, 9)).astype(np.float32)
+    y = rng.integers(0, 3, size=16)
+    fast = one_training_step("scan", x, y)
+    stacks = [layer for layer in fast.layers if isinstance(layer, HighwayStack)]
+    assert compose_config().model.implementation == "scan"
+    assert len(stacks) == 1 and stacks[0].method == "xla"
+
+    reference = one_training_step("layers", x, y)
+    # Same starting weights: copy the reference's per-layer weights into the stack.
+    ref_weights = reference.get_weights()
+    projection, per_layer, classifier = ref_weights[:2], ref_weights[2:-2], ref_weights[-2:]
+    kernel = np.stack([np.concatenate([per_layer[i], per_layer[i + 2]], axis=1)
+                       for i in range(0, len(per_layer), 4)])
+    bias = np.stack([np.concatenate([per_layer[i + 1], per_layer[i + 3]])
+                     for i in range(0, len(per_layer), 4)])
+    fast.set_weights(projection + [kernel, bias] + classifier)
+
+    loss_fast = fast.train_on_batch(x, y)
+    loss_ref = reference.train_on_batch(x, y)
+    np.testing.assert_allclose(loss_fast, loss_ref, rtol=1e-5)
+    after = reference.get_weights()[2:-2]
+    np.testing.assert_allclose(
+        fast.get_weights()[2],
+        np.stack([np.concatenate([after[i], after[i + 2]], axis=1)
+                  for i in range(0, len(after), 4)]),
+        rtol=1e-5, atol=1e-6,
+    )
+    np.testing.assert_allclose(fast.get_weights()[-2], reference.get_weights()[-2],
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("initializer, std", [("he_normal", np.sqrt(2 / 40)),
+                                              ("glorot_normal", np.sqrt(2 / 80))])
+def test_stack_draws_each_block_with_one_layers_variance(initializer, std):
+    """The one-call initialisation must give every [w, w] block a single layer's fans."""
+    stack = HighwayStack(200, kernel_initializer=initializer)
+    stack.build((None, 40))
+    kernel = stack.get_weights()[0]
+    np.testing.assert_allclose(kernel[:, :, :40].std(), std, rtol=0.03)
+    np.testing.assert_allclose(kernel[:, :, 40:].std(), std, rtol=0.03)
+    assert kernel[0, :, :40].std() > 0.8 * std and not np.allclose(kernel[0], kernel[1])
+
+
+def test_benchmark_flop_formula_counts_every_kernel_entry():
+    from highway_study.benchmark import CLASSES, FEATURES, flops_per_step
+
+    cfg = compose_config("depth=5", "width=7")
+    model = build_model(cfg, FEATURES, CLASSES)
+    kernel_entries = sum(int(np.prod(w.shape)) for w in model.weights if "kernel" in w.name)
+    # Each kernel entry costs one multiply-add per example forward, two more backward.
+    assert flops_per_step(5, 7, 32) == 3 * 2 * 32 * kernel_entries
+
+
+def test_benchmark_rejects_bad_options_in_one_sentence(capsys):
+    from highway_study.benchmark import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--depths", "20", "0"])
+    assert "--depths holds 0: use integers >= 1." in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--variants", "fused"])
+    assert "invalid choice: 'fused'" in capsys.readouterr().err
