@@ -130,12 +130,11 @@ def _question_3(c, figures) -> str:
         return _missing(head, "this needs highway_fc runs with at least two carry biases",
                         COMMANDS["depth_bias"])
     epochs = tables.cells(highway, "epochs_to_threshold")
-    accuracy = tables.cells(highway, "test_accuracy")
     rows = ["| carry_bias | cells | never reach threshold | diverged/failed | mean epochs to "
             "threshold (runs that reach it) | mean test accuracy |", "|---|---|---|---|---|---|"]
     stats = {}
     for bias in biases:
-        e, a = epochs[epochs["carry_bias"] == bias], accuracy[accuracy["carry_bias"] == bias]
+        e = epochs[epochs["carry_bias"] == bias]
         runs = highway[highway["carry_bias"] == bias]
         never = int(((e["reached"] == 0) & (e["completed"] > 0)).sum())
         lost = int(((e["completed"] == 0)).sum())

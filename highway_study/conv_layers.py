@@ -11,14 +11,14 @@ the dense layer's, so gate records and lesioning treat both alike.
 from __future__ import annotations
 
 import keras
-import numpy as np
 from keras import ops
 
+from highway_study.gates import SingleGate
 from highway_study.layers import highway_combine
 
 
 @keras.saving.register_keras_serializable(package="highway_study")
-class HighwayConv2D(keras.layers.Layer):
+class HighwayConv2D(SingleGate, keras.layers.Layer):
     """A highway layer of `kernel_size` x `kernel_size` convolutions (channels last)."""
 
     def __init__(
@@ -69,21 +69,6 @@ class HighwayConv2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    # -- gate interface (as HighwayDense) -------------------------------------
-    num_gates = 1
-
-    def gate_activity(self, x) -> np.ndarray:
-        """Mean transform-gate value over batch, positions and channels, as a 1-element array."""
-        return np.array([float(ops.mean(self.transform_gate(x)))])
-
-    def get_transform_bias(self, index: int = 0) -> np.ndarray:
-        _check_index(index, 1)
-        return np.array(self.bias_t.numpy())
-
-    def set_transform_bias(self, index: int, values) -> None:
-        _check_index(index, 1)
-        self.bias_t.assign(np.broadcast_to(values, self.bias_t.shape))
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -94,8 +79,3 @@ class HighwayConv2D(keras.layers.Layer):
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
         return config
-
-
-def _check_index(index: int, count: int) -> None:
-    if not 0 <= index < count:
-        raise IndexError(f"gate index {index} is out of range: this layer has {count} gate(s).")

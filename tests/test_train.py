@@ -3,7 +3,6 @@
 import json
 import math
 
-import pytest
 
 from compose import compose_config
 from highway_study import records
