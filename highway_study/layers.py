@@ -25,12 +25,13 @@ from keras import ops
 
 from highway_study import fast_stack
 from highway_study.fast_stack import highway_combine
+from highway_study.gates import SingleGate, check_gate_index
 
 STACK_METHODS = ("xla", "autodiff")
 
 
 @keras.saving.register_keras_serializable(package="highway_study")
-class HighwayDense(keras.layers.Layer):
+class HighwayDense(SingleGate, keras.layers.Layer):
     """A fully connected highway layer; its width is the width of its input."""
 
     def __init__(
@@ -74,21 +75,6 @@ class HighwayDense(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    # -- gate interface -------------------------------------------------------
-    num_gates = 1
-
-    def gate_activity(self, x) -> np.ndarray:
-        """Mean transform-gate value over the batch and units, as a 1-element array."""
-        return np.array([float(ops.mean(self.transform_gate(x)))])
-
-    def get_transform_bias(self, index: int = 0) -> np.ndarray:
-        _check_index(index, 1)
-        return np.array(self.bias_t.numpy())
-
-    def set_transform_bias(self, index: int, values) -> None:
-        _check_index(index, 1)
-        self.bias_t.assign(np.broadcast_to(values, self.bias_t.shape))
 
     def get_config(self):
         config = super().get_config()
@@ -203,11 +189,11 @@ class HighwayStack(keras.layers.Layer):
         return np.asarray(fast_stack.gate_means(x, *self._weights(), self.activation))
 
     def get_transform_bias(self, index: int) -> np.ndarray:
-        _check_index(index, self.depth)
+        check_gate_index(index, self.depth)
         return np.array(self.bias.numpy()[index, self.width :])
 
     def set_transform_bias(self, index: int, values) -> None:
-        _check_index(index, self.depth)
+        check_gate_index(index, self.depth)
         bias = np.array(self.bias.numpy())
         bias[index, self.width :] = values
         self.bias.assign(bias)
@@ -243,8 +229,3 @@ def _per_block_draws(initializer, shape, dtype):
     if isinstance(initializer, elementwise):
         return initializer(shape, dtype=dtype)
     return None
-
-
-def _check_index(index: int, count: int) -> None:
-    if not 0 <= index < count:
-        raise IndexError(f"gate index {index} is out of range: this layer has {count} gate(s).")

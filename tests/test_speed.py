@@ -153,11 +153,15 @@ def test_stack_gate_activity_is_each_layers_mean_gate():
     close(stack_with(kernel, bias).gate_activity(x0), expected, 1e-5)
 
 
-def test_inference_path_equals_training_path():
+@pytest.mark.parametrize("depth", [1, 2, 12])
+def test_inference_path_equals_training_path_and_numpy(depth):
+    """Depths 1 and 2 cover the loop reading the next layer's bias one step ahead."""
     rng = np.random.default_rng(5)
-    kernel, bias = random_stack_weights(rng, 12, 5, carry_bias=-2.0)
+    kernel, bias = random_stack_weights(rng, depth, 5, carry_bias=-2.0)
     stack = stack_with(kernel, bias)
     x = rng.normal(size=(7, 5)).astype(np.float32)
+    y_np = numpy_stack(x, kernel, bias, np.ones_like(x))[0]
+    close(stack(x, training=False), y_np, 1e-5)
     close(stack(x, training=False), stack(x, training=True), 1e-6)
 
 
