@@ -28,6 +28,11 @@ $PY -m highway_study experiment=blog_depth_bias max_steps=2000 depth=10,20,50,10
     carry_bias=3,1,0,-30,-50 hydra.sweep.dir=outputs/experiments/blog_bias_extremes $PAR \
     >> outputs/study_logs/blog_bias_extremes.log 2>&1
 
+# 3c. Lesioning where the gates do open: every layer of depth 50 and 100 nets.
+$PY -m highway_study experiment=blog_depth_bias max_steps=2000 depth=50,100 carry_bias=-2,-3,-5 \
+    lesion_every=1 hydra.sweep.dir=outputs/experiments/blog_lesion \
+    >> outputs/study_logs/blog_lesion.log 2>&1
+
 # 4. 1000 layers at carry bias -20, trained until validation accuracy stops improving.
 $PY -m highway_study experiment=depth_1000 max_steps=null epochs=30 patience=2 lesion_every=10 \
     >> outputs/study_logs/depth_1000.log 2>&1
