@@ -21,9 +21,15 @@ from highway_study import parallel, progress
 FAST = ["data=synthetic", "epochs=1", "tensorboard=false"]
 
 
-def hs(cwd, *args, timeout=240):
-    """Run the CLI in `cwd`; return the CompletedProcess (stdout and stderr captured)."""
+def hs(cwd, *args, timeout=240, hide_mnist=False):
+    """Run the CLI in `cwd`; return the CompletedProcess (stdout and stderr captured).
+
+    `hide_mnist`: no $HIGHWAY_STUDY_DATA and an empty cache, so MNIST cannot be found.
+    """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if hide_mnist:
+        env.pop("HIGHWAY_STUDY_DATA", None)
+        env["XDG_CACHE_HOME"] = str(Path(cwd) / "empty_cache")
     return subprocess.run([sys.executable, "-m", "highway_study", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -108,7 +114,7 @@ def test_joblib_jobs_share_the_cores(monkeypatch):
 def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_path):
     args = ["-m", *FAST, "data=synthetic,mnist", "data.path=/nonexistent",
             "data.download=false", "depth=1,2", "hydra.sweep.dir=sweep"]
-    first = hs(tmp_path, *args)
+    first = hs(tmp_path, *args, hide_mnist=True)
     assert first.returncode == 0, first.stderr[-3000:]
     runs = run_dirs(tmp_path / "sweep")
     assert len(runs) == 4
@@ -127,7 +133,7 @@ def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_
     good = [run for name, run in runs.items() if "data=synthetic" in name]
     before = {run: ((run / "summary.json").stat().st_mtime_ns,
                     (run / "metrics.jsonl").read_text()) for run in good}
-    second = hs(tmp_path, *args)
+    second = hs(tmp_path, *args, hide_mnist=True)
     assert second.returncode == 0, second.stderr[-3000:]
     output = second.stdout + second.stderr
     assert output.count("already finished, not trained again") == 2
