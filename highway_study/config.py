@@ -14,7 +14,9 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-MODEL_NAMES = ("highway_fc", "plain_fc", "shallow", "highway_conv", "plain_conv")
+MODEL_NAMES = ("highway_fc", "plain_fc", "shallow", "softmax", "highway_conv", "plain_conv")
+# Models whose structure fixes the depth: shallow has one hidden layer, softmax none.
+FIXED_DEPTH = {"shallow": (1, "exactly one hidden layer"), "softmax": (0, "no hidden layer")}
 CONV_MODELS = ("highway_conv", "plain_conv")
 READOUTS = ("flatten", "global_average")
 DATA_NAMES = ("mnist", "digits", "synthetic")
@@ -124,13 +126,17 @@ def validate(cfg) -> None:
     _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)
     _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
     _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)
-    for key in ("depth", "width", "epochs", "batch_size"):
+    for key in ("width", "epochs", "batch_size"):
         _at_least(key, cfg[key], 1)
-    if cfg.model.name == "shallow" and cfg.depth != 1:
-        raise ConfigError(
-            f"depth={cfg.depth} is not allowed for model=shallow, which has exactly one "
-            "hidden layer: use depth=1 or another model."
-        )
+    if cfg.model.name in FIXED_DEPTH:
+        depth, structure = FIXED_DEPTH[cfg.model.name]
+        if cfg.depth != depth:
+            raise ConfigError(
+                f"depth={cfg.depth} is not allowed for model={cfg.model.name}, which has "
+                f"{structure}: use depth={depth} or another model."
+            )
+    else:
+        _at_least("depth", cfg.depth, 1)
     if cfg.max_steps is not None:
         _at_least("max_steps", cfg.max_steps, 1)
     _at_least("lesion_every", cfg.lesion_every, 0)

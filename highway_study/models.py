@@ -5,6 +5,7 @@ width -> dense classifier producing logits. Only the hidden layers differ:
 - highway_fc: highway layers (a HighwayStack, or one HighwayDense per layer);
 - plain_fc:   plain dense layers;
 - shallow:    none (the projection is the one hidden layer).
+`softmax` is softmax regression: the classifier on the raw input, no hidden layer at all.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def build_model(cfg, num_features: int, num_classes: int,
         kernel_initializer=kernel_initializer(mcfg),
         bias_initializer=keras.initializers.Constant(mcfg.bias_init),
     )
-    layers = [keras.Input(shape=(num_features,)),
-              keras.layers.Dense(cfg.width, name="input_projection", **dense_args)]
-    layers += hidden_layers(cfg, dense_args)
+    layers = [keras.Input(shape=(num_features,))]
+    if mcfg.name != "softmax":
+        layers.append(keras.layers.Dense(cfg.width, name="input_projection", **dense_args))
+        layers += hidden_layers(cfg, dense_args)
     layers.append(keras.layers.Dense(
         num_classes, name="classifier",
         kernel_initializer=dense_args["kernel_initializer"],

@@ -53,9 +53,12 @@ def test_bad_values_raise_one_sentence_naming_key_value_and_range(override, key,
     assert message.startswith(key) and allowed in message and message.count("\n") == 0
 
 
-def test_shallow_rejects_depth_other_than_one():
-    with pytest.raises(ConfigError, match="depth=5 is not allowed for model=shallow"):
-        validate(compose_config("model=shallow", "depth=5"))
+@pytest.mark.parametrize("model, depth, allowed", [("shallow", 5, 1), ("softmax", 2, 0)])
+def test_fixed_depth_models_reject_other_depths(model, depth, allowed):
+    message = f"depth={depth} is not allowed for model={model}, which has"
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(compose_config(f"model={model}", f"depth={depth}"))
+    assert f"use depth={allowed}" in str(error.value)
 
 
 def test_cli_bad_value_exits_nonzero_with_one_sentence(run_cli, tmp_path):

@@ -71,3 +71,9 @@ def test_lesioning_restores_biases_and_reports_every_kth_layer():
     assert all(0.0 <= row["val_accuracy"] <= 1.0 for row in result)
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+def test_softmax_regression_has_no_hidden_layer():
+    cfg = compose_config("model=softmax")
+    assert cfg.depth == 0
+    assert count_params(build_model(cfg, IN, CLASSES)) == IN * CLASSES + CLASSES

@@ -14,6 +14,11 @@ $PY -m highway_study experiment=blog_baselines setup=modern \
     hydra.sweep.dir=outputs/experiments/blog_baselines_modern \
     >> outputs/study_logs/blog_baselines_modern.log 2>&1
 
+# 1b. Softmax regression (no hidden layer), the likely "shallow network" of the blog's ~91%.
+$PY -m highway_study -m model=softmax data=mnist setup=blog,modern seed=0,1,2 \
+    hydra.sweep.dir=outputs/experiments/softmax_baseline \
+    >> outputs/study_logs/softmax_baseline.log 2>&1
+
 # 2. Depth x carry bias, blog setup, seed 0 everywhere. Budget: 2000 SGD steps of batch 50
 #    (about 1.8 epochs) per cell instead of the blog's 5000.
 $PY -m highway_study experiment=blog_depth_bias max_steps=2000 $PAR \
