@@ -27,15 +27,17 @@ def main(cfg) -> float:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    from highway_study.parallel import job_threads, limit_threads
+
     try:
         validate(cfg)
+        threads = job_threads(hydra_cfg.launcher)  # a parallel job's share of the cores
     except ConfigError as error:
         return _fail(run_dir, cfg, f"Invalid config: {error}", multirun, exit_code=2)
 
-    from highway_study.parallel import job_threads, limit_threads
     from highway_study.runner import run_once  # TensorFlow loads only for valid configs
 
-    limit_threads(job_threads(hydra_cfg.launcher))  # a parallel job's share of the cores
+    limit_threads(threads)
     return run_once(cfg, run_dir, multirun)
 
 

@@ -22,7 +22,12 @@ def job_threads(launcher_cfg) -> int | None:
     their cpus_per_task.
     """
     if os.environ.get(THREADS_ENV):
-        return max(1, int(os.environ[THREADS_ENV]))
+        value = os.environ[THREADS_ENV]
+        if not value.isdigit() or int(value) < 1:
+            from highway_study.config import ConfigError
+
+            raise ConfigError(f"{THREADS_ENV}={value!r} is not allowed: use an integer >= 1.")
+        return int(value)
     if launcher_cfg is None:
         return None
     target = str(launcher_cfg.get("_target_", ""))

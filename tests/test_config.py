@@ -72,3 +72,10 @@ def test_cli_unknown_group_option_lists_the_allowed_ones(run_cli, tmp_path):
     result = run_cli("model=resnet", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "highway_fc" in result.stderr and "plain_fc" in result.stderr
+
+
+def test_bad_thread_count_in_environment_is_one_sentence(run_cli, tmp_path):
+    result = run_cli("data=synthetic", f"hydra.run.dir={tmp_path}",
+                     env={"HIGHWAY_STUDY_THREADS": "two"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "HIGHWAY_STUDY_THREADS='two' is not allowed: use an integer >= 1." in result.stderr
