@@ -23,15 +23,16 @@ log = logging.getLogger(__name__)
 
 class RunRecorder(keras.callbacks.Callback):
     def __init__(self, run_dir, gate_batch, max_steps=None, verbose=True,
-                 tensorboard_dir=None, initial_step=0):
+                 tensorboard_dir=None, history=()):
         super().__init__()
         self.run_dir = Path(run_dir)
         self.gate_batch = gate_batch
         self.max_steps = max_steps
         self.verbose = verbose
-        self.step = initial_step
+        # Epochs finished before a resume: the record goes on from their last step.
+        self.history: list[dict] = list(history)
+        self.step = self.history[-1]["step"] if self.history else 0
         self.diverged = False
-        self.history: list[dict] = []
         self._writer = None
         if tensorboard_dir is not None:
             import tensorflow as tf

@@ -77,11 +77,8 @@ def train(cfg, run_dir, verbose: bool = True) -> dict:
              epochs, steps_per_epoch)
 
     tensorboard_dir = run_dir / "tensorboard" if cfg.tensorboard else None
-    done_rows = resume.restore_history(run_dir)  # epochs finished before a kill
-    done_steps = done_rows[-1]["step"] if done_rows else 0
     recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
-                           tensorboard_dir, initial_step=done_steps)
-    recorder.history = done_rows
+                           tensorboard_dir, history=resume.restore_history(run_dir))
     callbacks = [recorder, resume.checkpoint_callback(run_dir),  # metrics, then checkpoint
                  resume.interrupt_callback()]  # SIGTERM/Ctrl-C stop between steps
     if cfg.patience is not None:  # train until validation accuracy stops improving
