@@ -42,6 +42,29 @@ def read_metrics(run_dir) -> list[dict]:
     return rows
 
 
+def rewrite_metrics(run_dir, rows: list[dict]) -> None:
+    """Replace metrics.jsonl by `rows` atomically (a resume cuts it back to its checkpoint)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists() and not rows:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(_finite_or_none(row)) + "\n" for row in rows),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def progress(rows: list[dict]) -> dict:
+    """What finished epochs say about a run, for its summary: epochs, steps, best and last
+    validation accuracy."""
+    val = [row["val_accuracy"] for row in rows if row.get("val_accuracy") is not None]
+    return {
+        "epochs": len(rows),
+        "steps": rows[-1]["step"] if rows else 0,
+        "best_val_accuracy": max(val) if val else None,
+        "final_val_accuracy": val[-1] if val else None,
+    }
+
+
 def write_summary(run_dir, summary: dict) -> Path:
     """Write summary.json atomically (temp file in the same folder, then rename)."""
     target = Path(run_dir) / SUMMARY_FILE

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
 from pathlib import Path
 
@@ -108,19 +107,10 @@ def restore_history(run_dir) -> list[dict]:
         with contextlib.suppress(FileNotFoundError):
             for path in checkpoint_dir(run_dir).iterdir():
                 path.unlink()
-    _rewrite_metrics(run_dir, rows)
+    records.rewrite_metrics(run_dir, rows)
     if epoch:
         log.info("resuming %s after epoch %d", Path(run_dir).name, epoch)
     return rows
-
-
-def _rewrite_metrics(run_dir, rows: list[dict]) -> None:
-    path = Path(run_dir) / records.METRICS_FILE
-    if not path.exists() and not rows:
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Terminated(KeyboardInterrupt):
@@ -206,17 +196,13 @@ def exit_code(interrupt: BaseException) -> int:
 def record_interruption(run_dir, cfg, interrupt: BaseException) -> str:
     """Write summary.json with status `interrupted` from the epochs on disk; return the message."""
     rows = records.read_metrics(run_dir)
-    val = [row["val_accuracy"] for row in rows if row.get("val_accuracy") is not None]
     why = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
     message = (f"{run_dir}: interrupted by {why} after epoch {len(rows)}; rerun the same command "
                "with this folder as hydra.run.dir (or its sweep's hydra.sweep.dir) to resume.")
     records.write_summary(run_dir, {
         "status": "interrupted",
         "error": message,
-        "epochs": len(rows),
-        "steps": rows[-1]["step"] if rows else 0,
-        "best_val_accuracy": max(val) if val else None,
-        "final_val_accuracy": val[-1] if val else None,
+        **records.progress(rows),
         "config": OmegaConf.to_container(cfg, resolve=True),
     })
     return message

@@ -99,20 +99,16 @@ def train(cfg, run_dir, verbose: bool = True) -> dict:
 
 def summarize(cfg, model, dataset, recorder, start: float) -> dict:
     history = recorder.history
-    val = [row["val_accuracy"] for row in history if row["val_accuracy"] is not None]
     reached = [row for row in history if (row["val_accuracy"] or 0.0) >= cfg.threshold]
     summary = {
         "status": "diverged" if recorder.diverged else "completed",
         "error": None,
         "test_loss": None,
         "test_accuracy": None,
-        "best_val_accuracy": max(val) if val else None,
-        "final_val_accuracy": val[-1] if val else None,
+        **records.progress(history),
         "threshold": cfg.threshold,
         "epochs_to_threshold": reached[0]["epoch"] if reached else None,
         "steps_to_threshold": reached[0]["step"] if reached else None,
-        "epochs": len(history),
-        "steps": recorder.step,
         "params": count_params(model),
         "wall_seconds": None,
         "gate_activity": history[-1]["gate_activity"] if history else [],
