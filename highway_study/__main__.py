@@ -7,9 +7,7 @@ crashes on one bad run.
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -18,7 +16,6 @@ from hydra.types import RunMode
 
 from highway_study.config import ConfigError, register_configs, validate
 
-log = logging.getLogger("highway_study")
 register_configs()
 
 
@@ -42,14 +39,10 @@ def main(cfg) -> float:
 
 
 def _fail(run_dir, cfg, message: str, multirun: bool, exit_code: int) -> float:
-    from highway_study.runner import record_failure
+    from highway_study.runner import record_failure, refuse
 
     record_failure(run_dir, cfg, message)
-    if multirun:
-        log.error(message)
-        return 0.0
-    print(message, file=sys.stderr)
-    sys.exit(exit_code)
+    return refuse(message, multirun, exit_code)
 
 
 if __name__ == "__main__":

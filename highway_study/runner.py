@@ -33,11 +33,7 @@ def run_once(cfg, run_dir: Path, multirun: bool) -> float:
     try:  # a finished run in this folder (a rerun sweep) is not trained again
         recorded = resume.recorded_objective(run_dir, cfg)
     except resume.ConfigChanged as error:  # refuse without touching its record
-        if multirun:
-            log.error("%s", error)
-            return 0.0
-        print(error, file=sys.stderr)
-        sys.exit(1)
+        return refuse(str(error), multirun, exit_code=1)
     if recorded is not None:
         log.info("%s: already finished, not trained again", run_dir.name)
         return recorded
@@ -49,11 +45,7 @@ def run_once(cfg, run_dir: Path, multirun: bool) -> float:
         sys.exit(resume.exit_code(interrupt))
     except user_errors() as error:
         record_failure(run_dir, cfg, str(error))
-        if multirun:
-            log.error("%s", error)
-            return 0.0
-        print(error, file=sys.stderr)
-        sys.exit(1)
+        return refuse(str(error), multirun, exit_code=1)
     except Exception as error:  # noqa: BLE001 - one broken run must not end a sweep
         record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
         if not multirun:
@@ -66,6 +58,16 @@ def run_once(cfg, run_dir: Path, multirun: bool) -> float:
     if resume.pending_interrupt() is not None:  # came after the last epoch: run done, stop
         sys.exit(resume.exit_code(resume.pending_interrupt()))
     return objective(summary)
+
+
+def refuse(message: str, multirun: bool, exit_code: int) -> float:
+    """End a run on the user's mistake: in a sweep log it and score 0 so the sweep goes on;
+    alone, print the one sentence and exit with `exit_code` (no traceback)."""
+    if multirun:
+        log.error("%s", message)
+        return 0.0
+    print(message, file=sys.stderr)
+    sys.exit(exit_code)
 
 
 def record_failure(run_dir: Path, cfg, message: str) -> None:
