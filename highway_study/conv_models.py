@@ -20,15 +20,11 @@ __all__ = ["CONV_MODELS", "build_conv_model"]
 
 def build_conv_model(cfg, num_features: int, num_classes: int, image_shape) -> keras.Sequential:
     """Build the conv model that `cfg` describes for images of `image_shape` (H, W, C)."""
-    from highway_study.models import kernel_initializer
+    from highway_study.models import classifier, layer_args
 
     mcfg = cfg.model
     image_shape = _checked_image_shape(cfg, num_features, image_shape)
-    conv_args = dict(
-        activation=mcfg.activation,
-        kernel_initializer=kernel_initializer(mcfg),
-        bias_initializer=keras.initializers.Constant(mcfg.bias_init),
-    )
+    conv_args = layer_args(mcfg)
     layers = [
         keras.Input(shape=(num_features,)),
         keras.layers.Reshape(image_shape, name="to_image"),
@@ -44,11 +40,7 @@ def build_conv_model(cfg, num_features: int, num_classes: int, image_shape) -> k
     layers.append(keras.layers.Flatten(name="flatten") if mcfg.readout == "flatten"
                   else keras.layers.GlobalAveragePooling2D(name="global_average"))
     layers += _dropout(mcfg.dropout, "dropout_readout")
-    layers.append(keras.layers.Dense(
-        num_classes, name="classifier",
-        kernel_initializer=conv_args["kernel_initializer"],
-        bias_initializer=conv_args["bias_initializer"],
-    ))
+    layers.append(classifier(num_classes, conv_args))
     return keras.Sequential(layers, name=mcfg.name)
 
 

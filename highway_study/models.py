@@ -31,6 +31,22 @@ def kernel_initializer(model_cfg):
     return keras.initializers.get(name)
 
 
+def layer_args(model_cfg) -> dict:
+    """Activation and initializers shared by every hidden layer of a model."""
+    return dict(
+        activation=model_cfg.activation,
+        kernel_initializer=kernel_initializer(model_cfg),
+        bias_initializer=keras.initializers.Constant(model_cfg.bias_init),
+    )
+
+
+def classifier(num_classes: int, args: dict):
+    """The dense layer producing logits, initialised like the hidden layers."""
+    return keras.layers.Dense(num_classes, name="classifier",
+                              kernel_initializer=args["kernel_initializer"],
+                              bias_initializer=args["bias_initializer"])
+
+
 def build_model(cfg, num_features: int, num_classes: int,
                 image_shape=None) -> keras.Sequential:
     """Build (and build the weights of) the model that `cfg` describes.
@@ -42,20 +58,12 @@ def build_model(cfg, num_features: int, num_classes: int,
     if cfg.model.name in CONV_MODELS:
         return build_conv_model(cfg, num_features, num_classes, image_shape)
     mcfg = cfg.model
-    dense_args = dict(
-        activation=mcfg.activation,
-        kernel_initializer=kernel_initializer(mcfg),
-        bias_initializer=keras.initializers.Constant(mcfg.bias_init),
-    )
+    dense_args = layer_args(mcfg)
     layers = [keras.Input(shape=(num_features,))]
     if mcfg.name != "softmax":
         layers.append(keras.layers.Dense(cfg.width, name="input_projection", **dense_args))
         layers += hidden_layers(cfg, dense_args)
-    layers.append(keras.layers.Dense(
-        num_classes, name="classifier",
-        kernel_initializer=dense_args["kernel_initializer"],
-        bias_initializer=dense_args["bias_initializer"],
-    ))
+    layers.append(classifier(num_classes, dense_args))
     if len(layers) > 500:  # Keras maps deep graphs recursively
         sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * len(layers)))
     return keras.Sequential(layers, name=mcfg.name)
