@@ -34,24 +34,27 @@ import time
 
 FEATURES, CLASSES = 784, 10
 
-# name -> (model.implementation, compile() arguments, op determinism, what it is)
+# name -> (config overrides, compile() arguments, op determinism, what it is)
 VARIANTS = {
-    "reference": ("layers", {}, True,
+    "reference": ({"model.implementation": "layers"}, {}, True,
                   "one HighwayDense per layer, default compile (the model a user writes first)"),
-    "scan_autodiff": ("scan_autodiff", {}, True,
+    "scan_autodiff": ({"model.implementation": "scan_autodiff"}, {}, True,
                       "stacked weights, tf.foldl, TensorFlow autodiff, no XLA"),
-    "scan_autodiff_jit": ("scan_autodiff", {"jit_compile": True}, False,
+    "scan_autodiff_jit": ({"model.implementation": "scan_autodiff"}, {"jit_compile": True}, False,
                           "stacked weights, tf.foldl, whole train step compiled by XLA "
                           "(needs op determinism off: Keras drops jit_compile otherwise)"),
-    "scan": ("scan", {}, True,
-             "the default: XLA-compiled loop with a hand-written gradient (fast_stack.py)"),
-    "scan_jit": ("scan", {"jit_compile": True}, False,
+    "scan": ({"model.implementation": "scan"}, {}, True,
+             "the default: XLA-compiled loops with a hand-written gradient (fast_stack.py), "
+             "the batch cut into model.streams=2 slices run side by side"),
+    "scan_1stream": ({"model.implementation": "scan", "model.streams": 1}, {}, True,
+                     "the default stack with model.streams=1: one XLA loop for the whole batch"),
+    "scan_jit": ({"model.implementation": "scan"}, {"jit_compile": True}, False,
                  "the default stack inside a train step compiled whole by XLA "
                  "(op determinism off, as Keras requires for jit_compile)"),
-    "scan_spe10": ("scan", {"steps_per_execution": 10}, True,
+    "scan_spe10": ({"model.implementation": "scan"}, {"steps_per_execution": 10}, True,
                    "the default plus steps_per_execution=10"),
 }
-DEFAULT_VARIANTS = ("reference", "scan_autodiff", "scan_autodiff_jit", "scan")
+DEFAULT_VARIANTS = ("reference", "scan_autodiff", "scan_autodiff_jit", "scan_1stream", "scan")
 
 
 def flops_per_step(depth: int, width: int, batch: int) -> int:
@@ -74,9 +77,11 @@ def measure(variant: str, depth: int, width: int, batch: int, steps: int, window
     from highway_study.models import build_model
     from highway_study.train import make_loss, make_optimizer, seed_everything, to_dataset
 
-    implementation, compile_args, determinism, _ = VARIANTS[variant]
+    overrides, compile_args, determinism, _ = VARIANTS[variant]
     cfg = OmegaConf.structured(Config)
-    cfg.model.name, cfg.model.implementation = "highway_fc", implementation
+    cfg.model.name = "highway_fc"
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value)
     cfg.data.name, cfg.optimizer.name = "synthetic", "sgd"
     cfg.depth, cfg.width, cfg.batch_size = depth, width, batch
     if determinism:
@@ -121,7 +126,7 @@ def measure(variant: str, depth: int, width: int, batch: int, steps: int, window
         "gflop_per_s": flops_per_step(depth, width, batch) * rate / 1e9,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "import_s": imported - start, "devices": [d.name for d in tf.config.get_visible_devices()],
-        "xla_effective": bool(model.jit_compile) or implementation == "scan",
+        "xla_effective": bool(model.jit_compile) or cfg.model.implementation == "scan",
     }
 
 

@@ -95,7 +95,8 @@ class HighwayStack(keras.layers.Layer):
     applies the layers in order, so graph size, build and trace time do not grow with depth.
     `method` picks how the loop runs and is differentiated:
     - "xla" (default): an XLA-compiled loop with a hand-written, XLA-compiled gradient
-      (highway_study.fast_stack);
+      (highway_study.fast_stack), run as `streams` loops side by side on slices of the
+      batch;
     - "autodiff": tf.foldl in TensorFlow's graph executor, differentiated by TensorFlow
       (kept as the plain baseline of the benchmark).
     """
@@ -108,9 +109,12 @@ class HighwayStack(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         method: str = "xla",
+        streams: int = 2,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if int(streams) < 1:
+            raise ValueError(f"HighwayStack streams must be >= 1, got {streams}.")
         if int(depth) < 1:
             raise ValueError(f"HighwayStack depth must be >= 1, got {depth}.")
         if method not in STACK_METHODS:
@@ -120,6 +124,7 @@ class HighwayStack(keras.layers.Layer):
             )
         self.depth = int(depth)
         self.method = method
+        self.streams = int(streams)
         self.activation = keras.activations.get(activation)
         self.carry_bias = float(carry_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -165,7 +170,8 @@ class HighwayStack(keras.layers.Layer):
         kernel, bias = self._weights()
         if self.method == "xla":
             return fast_stack.highway_stack(
-                x, kernel, bias, self.activation, training=training is not False
+                x, kernel, bias, self.activation, training=training is not False,
+                streams=self.streams,
             )
 
         def step(x, weights):
@@ -203,6 +209,7 @@ class HighwayStack(keras.layers.Layer):
         config.update(
             depth=self.depth,
             method=self.method,
+            streams=self.streams,
             activation=keras.activations.serialize(self.activation),
             carry_bias=self.carry_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),

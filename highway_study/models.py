@@ -79,7 +79,8 @@ def hidden_layers(cfg, dense_args) -> list:
     highway_args = dict(dense_args, carry_bias=cfg.carry_bias)
     if cfg.model.implementation in ("scan", "scan_autodiff"):
         method = "xla" if cfg.model.implementation == "scan" else "autodiff"
-        return [HighwayStack(depth, name="highway_stack", method=method, **highway_args)]
+        return [HighwayStack(depth, name="highway_stack", method=method,
+                             streams=cfg.model.streams, **highway_args)]
     return [HighwayDense(name=f"highway_{i}", **highway_args) for i in range(depth)]
 
 

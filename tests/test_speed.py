@@ -26,8 +26,8 @@ def random_stack_weights(rng, depth, width, carry_bias):
     return kernel, bias
 
 
-def stack_with(kernel, bias, method="xla"):
-    stack = HighwayStack(kernel.shape[0], method=method)
+def stack_with(kernel, bias, method="xla", streams=2):
+    stack = HighwayStack(kernel.shape[0], method=method, streams=streams)
     stack.build((None, kernel.shape[1]))
     stack.set_weights([kernel, bias])
     return stack
@@ -165,12 +165,32 @@ def test_inference_path_equals_training_path_and_numpy(depth):
     close(stack(x, training=False), stack(x, training=True), 1e-6)
 
 
-def test_stack_method_is_checked_and_serialised():
+@pytest.mark.parametrize("batch", [1, 2, 7])
+def test_streams_split_the_batch_without_changing_the_results(batch):
+    """Batch 1 leaves a stream an empty slice; 7 rows split unevenly into 2 and 3 streams."""
+    rng = np.random.default_rng(batch)
+    kernel, bias = random_stack_weights(rng, 9, 5, carry_bias=-1.0)
+    x = rng.normal(size=(batch, 5)).astype(np.float32)
+    probe = rng.normal(size=(batch, 5)).astype(np.float32)
+    results = {}
+    for streams in (1, 2, 3):
+        stack = stack_with(kernel, bias, streams=streams)
+        y, grads = output_and_gradients(
+            [stack], [stack.kernel.value, stack.bias.value], x, probe)
+        results[streams] = [y, stack(x, training=False), *grads]
+    for streams in (2, 3):
+        for one_stream, split in zip(results[1], results[streams]):
+            close(split, one_stream, 1e-5)
+
+
+def test_stack_options_are_checked_and_serialised():
     with pytest.raises(ValueError, match="method='fused' is not allowed"):
         HighwayStack(3, method="fused")
-    assert HighwayStack.from_config(HighwayStack(3, method="autodiff").get_config()).method == (
-        "autodiff"
-    )
+    with pytest.raises(ValueError, match="streams must be >= 1, got 0"):
+        HighwayStack(3, streams=0)
+    restored = HighwayStack.from_config(
+        HighwayStack(3, method="autodiff", streams=3).get_config())
+    assert (restored.method, restored.streams) == ("autodiff", 3)
 
 
 def one_training_step(implementation, x, y):
@@ -191,7 +211,7 @@ def test_default_training_path_is_the_fast_stack_and_learns_like_the_reference()
     fast = one_training_step("scan", x, y)
     stacks = [layer for layer in fast.layers if isinstance(layer, HighwayStack)]
     assert compose_config().model.implementation == "scan"
-    assert len(stacks) == 1 and stacks[0].method == "xla"
+    assert len(stacks) == 1 and stacks[0].method == "xla" and stacks[0].streams == 2
 
     reference = one_training_step("layers", x, y)
     # Same starting weights: copy the reference's per-layer weights into the stack.
