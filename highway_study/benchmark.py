@@ -2,17 +2,18 @@
 
     python -m highway_study.benchmark [--depths 20 100 1000] [--variants ...] [--json out.json]
 
-Every (variant, depth) cell runs in a fresh subprocess, so that peak memory is that cell's
-own and one variant's compiled functions or thread pools cannot help or hurt another. Each
-cell builds the model exactly as training does (`models.build_model`, the optimizer, loss
-and metrics of `train.py`, `train.seed_everything` with op determinism on, `train.to_dataset`)
-and fits random MNIST-shaped data (784 features, 10 classes).
+Every (variant, depth) cell runs in its own process (`highway_study.benchmark_cell`), so
+that peak memory is that cell's own and one variant's compiled functions or thread pools
+cannot help or hurt another. Each cell builds the model exactly as training does and fits
+random MNIST-shaped data. The cells of one depth are built one after another, then timed
+in interleaved windows (reference, A, B, reference, A, B, ...): the ratios then compare
+windows taken seconds apart, not minutes, on a machine whose speed drifts.
 
 Columns: build + first step (seconds from building the model to the end of the first
 training step: graph construction, tracing, XLA compilation, one step); steady steps/s (the
 median over `--windows` timed windows of `--steps` steps each, after two warm-up steps);
 GFLOP/s achieved (matmul FLOPs below, divided by the steady step time); peak RSS of the
-subprocess; and steps/s as a ratio to the reference at the same depth.
+cell's process; and steps/s as a ratio to the reference at the same depth.
 
 FLOPs per training step, counting matmuls only (elementwise ops are < 2% here):
     3 * 2 * B * (F * w + depth * w * 2w + w * C)
@@ -26,34 +27,15 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
-FEATURES, CLASSES = 784, 10
+from highway_study.benchmark_cell import CLASSES, FEATURES, VARIANTS
 
-# name -> (config overrides, compile() arguments, op determinism, what it is)
-VARIANTS = {
-    "reference": ({"model.implementation": "layers"}, {}, True,
-                  "one HighwayDense per layer, default compile (the model a user writes first)"),
-    "scan_autodiff": ({"model.implementation": "scan_autodiff"}, {}, True,
-                      "stacked weights, tf.foldl, TensorFlow autodiff, no XLA"),
-    "scan_autodiff_jit": ({"model.implementation": "scan_autodiff"}, {"jit_compile": True}, False,
-                          "stacked weights, tf.foldl, whole train step compiled by XLA "
-                          "(needs op determinism off: Keras drops jit_compile otherwise)"),
-    "scan": ({"model.implementation": "scan"}, {}, True,
-             "the default: XLA-compiled loops with a hand-written gradient (fast_stack.py), "
-             "the batch cut into model.streams=2 slices run side by side"),
-    "scan_1stream": ({"model.implementation": "scan", "model.streams": 1}, {}, True,
-                     "the default stack with model.streams=1: one XLA loop for the whole batch"),
-    "scan_jit": ({"model.implementation": "scan"}, {"jit_compile": True}, False,
-                 "the default stack inside a train step compiled whole by XLA "
-                 "(op determinism off, as Keras requires for jit_compile)"),
-    "scan_spe10": ({"model.implementation": "scan"}, {"steps_per_execution": 10}, True,
-                   "the default plus steps_per_execution=10"),
-}
 DEFAULT_VARIANTS = ("reference", "scan_autodiff", "scan_autodiff_jit", "scan_1stream", "scan")
 
 
@@ -62,109 +44,101 @@ def flops_per_step(depth: int, width: int, batch: int) -> int:
     return 3 * forward
 
 
-# -- one cell, in its own process -----------------------------------------------------
+# -- cells, each in its own process ------------------------------------------------------
 
 
-def measure(variant: str, depth: int, width: int, batch: int, steps: int, windows: int) -> dict:
-    """Build, compile and fit one model; return its timings (runs inside the subprocess)."""
-    start = time.perf_counter()
-    import keras
-    import numpy as np
-    import tensorflow as tf
-    from omegaconf import OmegaConf
+class CellProcess:
+    """A running benchmark_cell, spoken to one JSON line at a time."""
 
-    from highway_study.config import Config
-    from highway_study.models import build_model
-    from highway_study.train import make_loss, make_optimizer, seed_everything, to_dataset
+    def __init__(self, variant: str, depth: int, args):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        if args.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = "-1"
+        spec = dict(variant=variant, depth=depth, width=args.width, batch=args.batch_size,
+                    steps=args.steps)
+        self.row = {"variant": variant, "depth": depth, "width": args.width,
+                    "batch_size": args.batch_size}
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "highway_study.benchmark_cell", json.dumps(spec)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+            env=env,
+        )
+        # A cell that hangs is killed after --cell-timeout seconds; its row then says so.
+        self.watchdog = threading.Timer(args.cell_timeout, self.proc.kill)
+        self.watchdog.start()
+        self.rates: list[float] = []
+        self.ask(None, lambda reply: self.row.update(reply))
 
-    overrides, compile_args, determinism, _ = VARIANTS[variant]
-    cfg = OmegaConf.structured(Config)
-    cfg.model.name = "highway_fc"
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value)
-    cfg.data.name, cfg.optimizer.name = "synthetic", "sgd"
-    cfg.depth, cfg.width, cfg.batch_size = depth, width, batch
-    if determinism:
-        seed_everything(cfg.seed)
-    else:
-        keras.utils.set_random_seed(cfg.seed)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8 * batch, FEATURES)).astype(np.float32)
-    y = rng.integers(0, CLASSES, size=8 * batch)
-    dataset = to_dataset(x, y, batch).repeat()
-    imported = time.perf_counter()
+    @property
+    def alive(self) -> bool:
+        return "error" not in self.row
 
-    model = build_model(cfg, FEATURES, CLASSES)
-    model.compile(
-        optimizer=make_optimizer(cfg.optimizer), loss=make_loss(cfg.loss_reduction),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-                 keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent")],
-        **compile_args,
-    )
-    timer = step_timer_class()()  # made here: the parent process never imports Keras
-    per_execution = compile_args.get("steps_per_execution", 1)
-    warmup = 2 * per_execution
-    total = warmup + steps * windows
-    total += -total % per_execution
-    model.fit(dataset, epochs=1, steps_per_epoch=total, callbacks=[timer], verbose=0)
+    def ask(self, command: str | None, on_reply) -> None:
+        """Send `command` (None: just listen), hand the next JSON reply to on_reply."""
+        if not self.alive:
+            return
+        try:
+            if command is not None:
+                self.proc.stdin.write(command + "\n")
+                self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                if line.startswith("{"):
+                    on_reply(json.loads(line))
+                    return
+        except (BrokenPipeError, OSError):
+            pass
+        self.fail()
 
-    marks = timer.marks  # (steps done, time) after each execution
-    first = marks[0][1] - imported
-    rates = []
-    begin = next(i for i, (done, _) in enumerate(marks) if done >= warmup)
-    for _ in range(windows):
-        end = next((i for i in range(begin, len(marks)) if marks[i][0] - marks[begin][0] >= steps),
-                   None)
-        if end is None:
-            break
-        rates.append((marks[end][0] - marks[begin][0]) / (marks[end][1] - marks[begin][1]))
-        begin = end
-    rate = statistics.median(rates)
-    return {
-        "variant": variant, "depth": depth, "width": width, "batch_size": batch,
-        "build_first_step_s": first, "steps_per_s": rate, "window_steps_per_s": rates,
-        "gflop_per_s": flops_per_step(depth, width, batch) * rate / 1e9,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "import_s": imported - start, "devices": [d.name for d in tf.config.get_visible_devices()],
-        "xla_effective": bool(model.jit_compile) or cfg.model.implementation == "scan",
-    }
+    def fail(self) -> None:
+        self.proc.wait()
+        self.stderr.seek(0)
+        tail = (self.stderr.read().strip().splitlines() or ["no output"])[-1]
+        if self.proc.returncode and self.proc.returncode < 0:
+            tail = f"killed (signal {-self.proc.returncode}, --cell-timeout?): {tail}"
+        self.row = {**self.row, "error": tail}
+        self.close()
 
+    def window(self) -> None:
+        self.ask("window", lambda reply: self.rates.append(reply["steps_per_s"]))
 
-def step_timer_class():
-    import keras
+    def finish(self, flops: int) -> dict:
+        self.ask("done", lambda reply: self.row.update(reply))
+        if self.alive:
+            self.proc.wait()
+            rate = statistics.median(self.rates)
+            self.row.update(steps_per_s=rate, window_steps_per_s=self.rates,
+                            gflop_per_s=flops * rate / 1e9)
+        self.close()
+        return self.row
 
-    class StepTimer(keras.callbacks.Callback):
-        """Time at the end of every execution, with the number of steps done so far."""
-
-        def __init__(self):
-            super().__init__()
-            self.marks: list[tuple[int, float]] = []
-
-        def on_train_batch_end(self, batch, logs=None):
-            float((logs or {}).get("loss", 0.0))  # wait for the step, as RunRecorder does
-            self.marks.append((batch + 1, time.perf_counter()))
-
-    return StepTimer
+    def close(self) -> None:
+        self.watchdog.cancel()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
 
 
-# -- the table -------------------------------------------------------------------------
-
-
-def run_cell(variant, depth, args) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    if args.device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = "-1"
-    spec = dict(variant=variant, depth=depth, width=args.width, batch=args.batch_size,
-                steps=args.steps, windows=args.windows)
-    proc = subprocess.run(
-        [sys.executable, "-m", "highway_study.benchmark", "--cell", json.dumps(spec)],
-        capture_output=True, text=True, env=env, timeout=args.cell_timeout,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"variant": variant, "depth": depth, "error": tail}
-    return json.loads(lines[-1])
+def measure_depth(depth: int, variants: list[str], args) -> list[dict]:
+    """Build each variant's cell in turn, then time them in interleaved windows."""
+    cells = []
+    for variant in variants:
+        cell = CellProcess(variant, depth, args)
+        cells.append(cell)
+        print(f"# {variant} depth {depth}: "
+              + (cell.row.get("error") or f"built, first step after "
+                                          f"{cell.row['build_first_step_s']:.2f} s"),
+              file=sys.stderr, flush=True)
+    for _ in range(args.windows):
+        for cell in cells:
+            cell.window()
+    rows = [cell.finish(flops_per_step(depth, args.width, args.batch_size)) for cell in cells]
+    for row in rows:
+        print(f"# {row['variant']} depth {depth}: "
+              + (row.get("error") or f"{row['steps_per_s']:.1f} steps/s"),
+              file=sys.stderr, flush=True)
+    return rows
 
 
 def add_ratios(rows: list[dict]) -> None:
@@ -211,9 +185,8 @@ def parse_args(argv=None):
     parser.add_argument("--reference-max-depth", type=int, default=None,
                         help="skip the reference above this depth (it builds for minutes)")
     parser.add_argument("--cell-timeout", type=float, default=1800,
-                        help="seconds one cell may take")
+                        help="seconds one cell may live (build and all its windows)")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON ('-': stdout)")
-    parser.add_argument("--cell", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for key in ("width", "batch_size", "steps", "windows"):
         if getattr(args, key) < 1:
@@ -222,14 +195,16 @@ def parse_args(argv=None):
     bad = [d for d in args.depths if d < 1]
     if bad:
         parser.error(f"--depths holds {bad[0]}: use integers >= 1.")
+    if args.json and args.json != "-":
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if not os.path.isdir(folder):  # checked now, not after minutes of measuring
+            parser.error(f"--json {args.json}: folder {folder} does not exist; "
+                         "create it or use another path.")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.cell:
-        print(json.dumps(measure(**json.loads(args.cell))), flush=True)
-        return 0
     if args.device == "gpu":
         import tensorflow as tf
 
@@ -241,18 +216,16 @@ def main(argv=None) -> int:
     started = time.time()
     rows = []
     for depth in args.depths:
+        variants = []
         for variant in args.variants:
             if (variant == "reference" and args.reference_max_depth is not None
                     and depth > args.reference_max_depth):
                 rows.append({"variant": variant, "depth": depth,
                              "skipped": f"skipped (--reference-max-depth "
                                         f"{args.reference_max_depth})"})
-                continue
-            row = run_cell(variant, depth, args)
-            rows.append(row)
-            print(f"# {variant} depth {depth}: "
-                  + (row.get("error") or f"{row['steps_per_s']:.1f} steps/s"),
-                  file=sys.stderr, flush=True)
+            else:
+                variants.append(variant)
+        rows += measure_depth(depth, variants, args)
     add_ratios(rows)
     meta = {
         "command": "python -m highway_study.benchmark " + " ".join(argv or sys.argv[1:]),
@@ -272,6 +245,11 @@ def main(argv=None) -> int:
         else:
             with open(args.json, "w") as out:
                 out.write(text + "\n")
+    failed = [f"{r['variant']} at depth {r['depth']}" for r in rows if "error" in r]
+    if failed:
+        print(f"{len(failed)} cell(s) failed ({', '.join(failed)}); their error is in the "
+              "table.", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,6 +7,8 @@ against a float64 NumPy loop to rtol 1e-4 of the tensor's largest value (1000 la
 float32 rounding).
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -268,3 +270,38 @@ def test_benchmark_rejects_bad_options_in_one_sentence(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--variants", "fused"])
     assert "invalid choice: 'fused'" in capsys.readouterr().err
+
+
+def run_benchmark(tmp_path, *options):
+    import subprocess
+    import sys
+
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "highway_study.benchmark", "--depths", "2", "--width", "6",
+         "--batch-size", "8", "--steps", "3", "--windows", "2",
+         "--variants", "reference", "scan", "--json", str(out), *options],
+        capture_output=True, text=True, timeout=300,
+    )
+    return result, json.loads(out.read_text())["rows"]
+
+
+def test_benchmark_times_every_variant_in_interleaved_windows(tmp_path):
+    result, rows = run_benchmark(tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reference, scan = rows
+    assert [r["variant"] for r in rows] == ["reference", "scan"]
+    for row in rows:
+        assert len(row["window_steps_per_s"]) == 2 and row["steps_per_s"] > 0
+        assert row["build_first_step_s"] > 0 and row["peak_rss_mb"] > 100
+        assert f"| 2 | {row['variant']} |" in result.stdout
+    assert scan["xla_effective"] and not reference["xla_effective"]
+    assert scan["speedup_vs_reference"] == pytest.approx(
+        scan["steps_per_s"] / reference["steps_per_s"])
+
+
+def test_benchmark_reports_a_dead_cell_and_still_writes_the_results(tmp_path):
+    result, rows = run_benchmark(tmp_path, "--cell-timeout", "0.5")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "2 cell(s) failed (reference at depth 2, scan at depth 2)" in result.stderr
+    assert all("killed" in row["error"] for row in rows)

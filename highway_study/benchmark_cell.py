@@ -1,0 +1,143 @@
+"""One benchmark cell: a model built as training builds it, timed one window at a time.
+
+Runs in its own process (`python -m highway_study.benchmark_cell SPEC`), driven by
+`highway_study.benchmark` over stdin/stdout, one JSON line per answer:
+- on start it builds the model, runs the warm-up steps and answers
+  {"build_first_step_s": ...} (seconds from building the model to the end of the first
+  training step; TensorFlow's import is not included);
+- to each "window" line it fits `steps` more steps and answers {"steps_per_s": ...};
+- to "done" it answers {"peak_rss_mb": ..., ...} and exits.
+Why windows on command: the parent interleaves the windows of all variants of one depth
+(reference, variant A, variant B, reference, ...), so that a machine whose speed drifts
+between minutes (a shared, 2-core one) slows all of them alike, and the ratios hold.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+FEATURES, CLASSES = 784, 10
+
+# name -> (config overrides, compile() arguments, op determinism, what it is)
+VARIANTS = {
+    "reference": ({"model.implementation": "layers"}, {}, True,
+                  "one HighwayDense per layer, default compile (the model a user writes first)"),
+    "scan_autodiff": ({"model.implementation": "scan_autodiff"}, {}, True,
+                      "stacked weights, tf.foldl, TensorFlow autodiff, no XLA"),
+    "scan_autodiff_jit": ({"model.implementation": "scan_autodiff"}, {"jit_compile": True}, False,
+                          "stacked weights, tf.foldl, whole train step compiled by XLA "
+                          "(needs op determinism off: Keras drops jit_compile otherwise)"),
+    "scan": ({"model.implementation": "scan"}, {}, True,
+             "the default: XLA-compiled loops with a hand-written gradient (fast_stack.py), "
+             "the batch cut into model.streams=2 slices run side by side"),
+    "scan_1stream": ({"model.implementation": "scan", "model.streams": 1}, {}, True,
+                     "the default stack with model.streams=1: one XLA loop for the whole batch"),
+    "scan_jit": ({"model.implementation": "scan"}, {"jit_compile": True}, False,
+                 "the default stack inside a train step compiled whole by XLA "
+                 "(op determinism off, as Keras requires for jit_compile)"),
+    "scan_spe10": ({"model.implementation": "scan"}, {"steps_per_execution": 10}, True,
+                   "the default plus steps_per_execution=10"),
+}
+
+
+class Cell:
+    """A compiled model on random MNIST-shaped data (784 features, 10 classes)."""
+
+    def __init__(self, variant: str, depth: int, width: int, batch: int, steps: int):
+        import keras
+        import numpy as np
+        from omegaconf import OmegaConf
+
+        from highway_study.config import Config
+        from highway_study.models import build_model
+        from highway_study.train import make_loss, make_optimizer, seed_everything, to_dataset
+
+        overrides, compile_args, determinism, _ = VARIANTS[variant]
+        cfg = OmegaConf.structured(Config)
+        cfg.model.name = "highway_fc"
+        for key, value in overrides.items():
+            OmegaConf.update(cfg, key, value)
+        cfg.data.name, cfg.optimizer.name = "synthetic", "sgd"
+        cfg.depth, cfg.width, cfg.batch_size = depth, width, batch
+        if determinism:
+            seed_everything(cfg.seed)
+        else:
+            keras.utils.set_random_seed(cfg.seed)
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(8 * batch, FEATURES)).astype(np.float32)
+        y = rng.integers(0, CLASSES, size=8 * batch)
+        self.dataset = to_dataset(x, y, batch).repeat()
+        self.steps = steps
+        self.per_execution = compile_args.get("steps_per_execution", 1)
+        imported = time.perf_counter()
+
+        self.model = build_model(cfg, FEATURES, CLASSES)
+        self.model.compile(
+            optimizer=make_optimizer(cfg.optimizer), loss=make_loss(cfg.loss_reduction),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                     keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent")],
+            **compile_args,
+        )
+        marks = self._fit(2 * self.per_execution)  # warm-up: the first two executions
+        self.build_first_step_s = marks[0][1] - imported
+        self.xla = bool(self.model.jit_compile) or cfg.model.implementation == "scan"
+
+    def _fit(self, steps: int) -> list[tuple[int, float]]:
+        timer = _step_timer()
+        self.model.fit(self.dataset, epochs=1, steps_per_epoch=steps, callbacks=[timer],
+                       verbose=0)
+        return timer.marks
+
+    def window(self) -> float:
+        """Steady steps/s over `steps` steps, timed from the end of the window's first execution."""
+        total = self.steps + self.per_execution
+        total += -total % self.per_execution
+        marks = self._fit(total)
+        (first_done, first_time), (last_done, last_time) = marks[0], marks[-1]
+        return (last_done - first_done) / (last_time - first_time)
+
+
+def _step_timer():
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """Time at the end of every execution, with the number of steps done so far."""
+
+        def __init__(self):
+            super().__init__()
+            self.marks: list[tuple[int, float]] = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            float((logs or {}).get("loss", 0.0))  # wait for the step, as RunRecorder does
+            self.marks.append((batch + 1, time.perf_counter()))
+
+    return StepTimer()
+
+
+def answer(payload: dict) -> None:
+    print(json.dumps(payload), flush=True)
+
+
+def serve(spec: dict) -> None:
+    """Build the cell, then answer the parent's commands until "done" or end of input."""
+    import tensorflow as tf
+
+    cell = Cell(**spec)
+    answer({"build_first_step_s": cell.build_first_step_s})
+    for command in sys.stdin:
+        if command.strip() == "window":
+            answer({"steps_per_s": cell.window()})
+        elif command.strip() == "done":
+            break
+    answer({
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "devices": [d.name for d in tf.config.get_visible_devices()],
+        "xla_effective": cell.xla,
+    })
+
+
+if __name__ == "__main__":
+    serve(json.loads(sys.argv[1]))
