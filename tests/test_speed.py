@@ -2,9 +2,9 @@
 
 Correctness only; timings live in docs/benchmark.md (`python -m highway_study.benchmark`).
 Tolerances (float32): outputs and gradients agree with the one-HighwayDense-per-layer
-reference to rtol 1e-5 / atol 1e-6 relative to the tensor's largest value; at depth 1000
-against a float64 NumPy loop to rtol 1e-4 of the tensor's largest value (1000 layers of
-float32 rounding).
+reference to rtol 1e-5 relative to the tensor's largest value up to depth 30; at depth 1000
+with the reference and with a float64 NumPy loop to rtol 1e-4 of the tensor's largest value
+(1000 layers of float32 rounding).
 """
 
 import json
@@ -54,11 +54,16 @@ def output_and_gradients(layers, variables, x, probe):
     return y, tape.gradient(loss, [x] + variables)
 
 
-@pytest.mark.parametrize("depth", [1, 3, 30])
-def test_fast_stack_matches_layer_per_object_reference(depth):
+@pytest.mark.parametrize("depth, carry_bias, rtol", [
+    (1, -1.0, 1e-5), (3, -1.0, 1e-5), (30, -1.0, 1e-5),
+    # 1000 layers: a strong carry bias keeps the first layers' gradients alive, and 1000
+    # layers of float32 rounding in two different op orders get a looser tolerance.
+    (1000, -5.0, 1e-4),
+])
+def test_fast_stack_matches_layer_per_object_reference(depth, carry_bias, rtol):
     rng = np.random.default_rng(depth)
     width, batch = 6, 5
-    kernel, bias = random_stack_weights(rng, depth, width, carry_bias=-1.0)
+    kernel, bias = random_stack_weights(rng, depth, width, carry_bias=carry_bias)
     x = rng.normal(size=(batch, width)).astype(np.float32)
     probe = rng.normal(size=(batch, width)).astype(np.float32)
 
@@ -75,12 +80,14 @@ def test_fast_stack_matches_layer_per_object_reference(depth):
     y, (dx, dkernel, dbias) = output_and_gradients(
         [stack], [stack.kernel.value, stack.bias.value], x, probe
     )
-    close(y, y_ref, 1e-5)
-    close(dx, dx_ref, 1e-5)
+    close(y, y_ref, rtol)
+    close(dx, dx_ref, rtol)
     # Reference variables come per layer as kernel_h, bias_h, kernel_t, bias_t.
     dk_h, db_h, dk_t, db_t = (np.stack(dw_ref[i::4]) for i in range(4))
-    close(dkernel, np.concatenate([dk_h, dk_t], axis=2), 1e-5)
-    close(dbias, np.concatenate([db_h, db_t], axis=1), 1e-5)
+    dkernel_ref = np.concatenate([dk_h, dk_t], axis=2)
+    close(dkernel, dkernel_ref, rtol)
+    close(dkernel[:10], dkernel_ref[:10], rtol)  # the first layers on their own scale
+    close(dbias, np.concatenate([db_h, db_t], axis=1), rtol)
 
 
 def numpy_stack(x, kernel, bias, probe):
