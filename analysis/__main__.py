@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from analysis.collect import AnalysisError, collect
+from analysis.select import parse_where, pooled, pooled_warning, select
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -21,6 +22,7 @@ def main(argv=None) -> int:
     try:
         _check_fraction("--threshold", args.threshold)
         _check_fraction("--gate-threshold", args.gate_threshold)
+        args.where = [parse_where(text) for text in args.where or []]
         # With only --optuna, only the study is analysed.
         folders = args.folders or ([] if args.optuna else _default_folders())
         out = Path(args.out) if args.out else _default_out(folders)
@@ -37,6 +39,8 @@ def analyse(folders, out: Path, args) -> str:
     from analysis import plots, report, tables  # heavy imports only after the checks
 
     collection = collect(folders, args.threshold, args.gate_threshold) if folders else None
+    if collection is not None and args.where:
+        collection = select(collection, args.where)
     optuna = None
     if args.optuna:
         from analysis.optuna_study import load_trials
@@ -44,6 +48,9 @@ def analyse(folders, out: Path, args) -> str:
         optuna = load_trials(args.optuna, args.study)
     if collection is not None and collection.skipped:
         _warn_skipped(collection.skipped)
+    mixed = pooled_warning(pooled(collection)) if collection is not None else None
+    if mixed:
+        print(f"warning: {mixed}", file=sys.stderr)
     drawers = _drawers(collection, optuna, args, plots, tables)
     figures_dir = out / "figures"
     try:
@@ -126,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--optuna", metavar="URL",
                         help="Optuna storage to plot, e.g. sqlite:///outputs/optuna.db")
     parser.add_argument("--study", help="Optuna study name (default: the newest in the storage)")
+    parser.add_argument("--where", action="append", metavar="KEY=VALUE",
+                        help="analyse only the runs whose config has KEY=VALUE, e.g. "
+                             "loss_reduction=sum (repeatable: all must hold)")
     return parser
 
 

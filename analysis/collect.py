@@ -45,6 +45,7 @@ class Collection:
     lesions: pd.DataFrame  # run, layer, val_accuracy, accuracy_drop
     swept: list[str] = field(default_factory=list)  # config keys that vary across runs
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
+    selection: list[str] = field(default_factory=list)  # "KEY=VALUE" the runs were picked by
     threshold: float = 0.9
     gate_threshold: float = 0.1
 

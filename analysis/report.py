@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from analysis import tables
+from analysis.select import pooled, pooled_warning
 from analysis.tables import HIGHWAY, number, percent
 
 COMMANDS = {
@@ -57,6 +58,11 @@ def _header(c) -> str:
         "Every number is the mean over seeds (± sd when there are several); "
         "the full table is `runs.csv`.",
     ]
+    if c.selection:
+        lines.append(f"Only runs with {' and '.join(c.selection)} (`--where`).")
+    mixed = pooled_warning(pooled(c))
+    if mixed:
+        lines += ["", f"**Warning:** {mixed}"]
     if c.skipped:
         lines += ["", f"Skipped {len(c.skipped)} folders:"]
         lines += [f"- `{path}`: {why}" for path, why in c.skipped]

@@ -290,3 +290,62 @@ def test_heatmaps_mark_cells_without_a_number(analysed):
     # never: highway depth 4 / carry_bias -3, plain depth 2, shallow
     assert epochs.count("never") == 3 and "3.0\n1/2 reach" in epochs
     plots.plt.close("all")
+
+
+def two_learning_rates(root: Path) -> Path:
+    """Seeds 0 and 1 of one highway cell at learning rate 0.1 and at 0.01."""
+    sweep = root / "mixed"
+    sweep.mkdir()
+    for rate, test in ((0.1, [0.95, 0.93]), (0.01, [0.55, 0.45])):
+        for seed in (0, 1):
+            run = sweep / f"lr={rate},seed={seed}"
+            write_run(run, "highway_fc", 2, -1, seed, [0.5, test[seed]], test[seed], [0.3, 0.2])
+            summary = json.loads((run / "summary.json").read_text())
+            summary["config"]["optimizer"]["learning_rate"] = rate
+            (run / "summary.json").write_text(json.dumps(summary))
+    return sweep
+
+
+def test_cells_that_pool_different_settings_are_named(tmp_path, capsys):
+    sweep = two_learning_rates(tmp_path)
+    assert main([str(sweep), "--out", str(tmp_path / "all")]) == 0
+    warning = ("Cells pool runs that differ in optimizer.learning_rate (0.01, 0.1), so their "
+               "means mix those settings: pick one with --where, e.g. --where "
+               "optimizer.learning_rate=0.01.")
+    assert f"warning: {warning}" in capsys.readouterr().err
+    assert f"**Warning:** {warning}" in (tmp_path / "all" / "report.md").read_text()
+
+
+def test_where_keeps_one_setting_and_the_report_says_so(tmp_path, capsys):
+    sweep = two_learning_rates(tmp_path)
+    out = tmp_path / "fast"
+    assert main([str(sweep), "--out", str(out), "--where", "optimizer.learning_rate=0.1"]) == 0
+    assert "Cells pool" not in capsys.readouterr().err
+    runs = pd.read_csv(out / "runs.csv")
+    assert sorted(runs["test_accuracy"]) == [0.93, 0.95]
+    report = (out / "report.md").read_text()
+    assert "Only runs with optimizer.learning_rate=0.1 (`--where`)." in report
+    assert "Warning" not in report and "Config keys that vary across runs: seed." in report
+
+    from analysis import tables
+    from analysis.collect import collect
+    from analysis.select import parse_where, select
+
+    chosen = select(collect([sweep]), [parse_where("optimizer.learning_rate=0.1")])
+    cell = tables.cells(chosen.runs, "test_accuracy").iloc[0]
+    assert (cell["n"], cell["mean"]) == (2, pytest.approx(0.94))
+    assert set(chosen.curves["run"]) == set(chosen.runs["run"])
+
+
+@pytest.mark.parametrize("where, words", [
+    ("learning_rate", ["--where 'learning_rate' is not KEY=VALUE"]),
+    ("momentum=0.9", ["'momentum' is not a config key", "optimizer.learning_rate"]),
+    ("optimizer.learning_rate=0.5", ["No run has optimizer.learning_rate=0.5."]),
+])
+def test_bad_where_ends_in_one_sentence(tmp_path, capsys, where, words):
+    sweep = two_learning_rates(tmp_path)
+    assert main([str(sweep), "--out", str(tmp_path / "o"), "--where", where]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err

@@ -1,0 +1,94 @@
+"""Which runs a cell pools, and how to pick a subset of runs (`--where KEY=VALUE`).
+
+Figures and the report average every cell (model, depth, carry_bias) over its runs, as if
+they were seeds. When one folder holds runs that differ in something else too (the blog
+and the modern setup, two learning rates, two datasets), that mean mixes them: `pooled`
+names such keys, so the analysis can say so, and `select` keeps the runs of one setting.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.collect import AnalysisError, Collection
+from analysis.tables import CELL
+
+# Config keys that do not change what a run learns: seeds are what a cell is meant to
+# pool; the others only label a run, place its files or pick an implementation whose
+# numerics are tested equal.
+NOT_A_SETTING = {"seed", "tensorboard", "data.path", "data.download", "lesion_every",
+                 "model.implementation", "model.streams"}
+
+
+def _is_setting(key: str) -> bool:
+    return key not in CELL and key not in NOT_A_SETTING and not key.startswith("tags.")
+
+
+def pooled(collection: Collection) -> dict[str, list[str]]:
+    """Setting key -> its values, for keys that differ between runs of one cell."""
+    runs = collection.runs
+    keys = [k for k in ["data", *collection.swept] if k in runs and _is_setting(k)]
+    found = {}
+    for key in keys:
+        values = runs[key].astype(str)
+        per_cell = values.groupby([runs[c].astype(str) for c in CELL]).nunique()
+        if (per_cell > 1).any():
+            found[key] = sorted(values.unique())
+    return found
+
+
+def pooled_warning(found: dict[str, list[str]]) -> str | None:
+    """One sentence for stderr and the report, or None when no cell mixes settings."""
+    if not found:
+        return None
+    mixed = "; ".join(f"{key} ({', '.join(values)})" for key, values in found.items())
+    key, values = next(iter(found.items()))
+    return (f"Cells pool runs that differ in {mixed}, so their means mix those settings: "
+            f"pick one with --where, e.g. --where {key}={values[0]}.")
+
+
+def parse_where(text: str) -> tuple[str, str]:
+    """'optimizer.learning_rate=0.01' -> ('optimizer.learning_rate', '0.01')."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise AnalysisError(f"--where {text!r} is not KEY=VALUE, e.g. --where "
+                            "loss_reduction=sum.")
+    return key.strip(), value.strip()
+
+
+def select(collection: Collection, conditions: list[tuple[str, str]]) -> Collection:
+    """The runs whose config matches every KEY=VALUE (numbers compared as numbers)."""
+    runs = collection.runs
+    keep = pd.Series(True, index=runs.index)
+    for key, value in conditions:
+        if key not in runs or key in ("run", "path", "status", "error"):
+            choices = ", ".join(k for k in ["data", *CELL, "seed", *collection.swept] if k in runs)
+            raise AnalysisError(f"--where {key}={value}: {key!r} is not a config key that "
+                                f"varies across these runs; use one of: {choices}.")
+        keep &= _matches(runs[key], value)
+    if not keep.any():
+        wanted = " and ".join(f"{k}={v}" for k, v in conditions)
+        raise AnalysisError(f"No run has {wanted}.")
+    names = set(runs.loc[keep, "run"])
+    chosen = runs[keep]
+    still_swept = [k for k in collection.swept if chosen[k].astype(str).nunique() > 1]
+
+    def only(frame):
+        return frame[frame["run"].isin(names)].reset_index(drop=True)
+
+    return Collection(
+        runs=only(runs), curves=only(collection.curves), gates=only(collection.gates),
+        lesions=only(collection.lesions), swept=still_swept,
+        skipped=collection.skipped, threshold=collection.threshold,
+        gate_threshold=collection.gate_threshold,
+        selection=collection.selection + [f"{k}={v}" for k, v in conditions],
+    )
+
+
+def _matches(column: pd.Series, value: str) -> pd.Series:
+    as_text = column.astype(str) == value
+    try:
+        number = float(value)
+    except ValueError:
+        return as_text
+    return as_text | (pd.to_numeric(column, errors="coerce") == number)
