@@ -32,7 +32,8 @@ VARIANTS = {
                           "(needs op determinism off: Keras drops jit_compile otherwise)"),
     "scan": ({"model.implementation": "scan"}, {}, True,
              "the default: XLA-compiled loops with a hand-written gradient (fast_stack.py), "
-             "the batch cut into model.streams=2 slices run side by side"),
+             "the batch cut into slices run side by side (model.streams=null: 2 slices where "
+             "TensorFlow has two inter-op threads)"),
     "scan_1stream": ({"model.implementation": "scan", "model.streams": 1}, {}, True,
                      "the default stack with model.streams=1: one XLA loop for the whole batch"),
     "scan_jit": ({"model.implementation": "scan"}, {"jit_compile": True}, False,

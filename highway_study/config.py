@@ -48,8 +48,9 @@ class ModelConfig:
     # autodiff; kept for the benchmark). See docs/benchmark.md.
     implementation: str = "scan"
     # implementation=scan only: cut each batch into this many slices, run side by side (one
-    # XLA loop keeps one core busy; 2 gave ~1.4x on this 2-core machine, docs/benchmark.md).
-    streams: int = 2
+    # XLA loop keeps one core busy; 2 gave ~1.4x on a 2-core CPU, docs/benchmark.md).
+    # null: 2 where TensorFlow has two or more inter-op threads, else 1.
+    streams: Optional[int] = None
     # Conv models only (highway_conv, plain_conv; `width` is their number of channels):
     # side of the square convolution kernels,
     kernel_size: int = 3
@@ -131,7 +132,8 @@ def validate(cfg) -> None:
     _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)
     for key in ("width", "epochs", "batch_size"):
         _at_least(key, cfg[key], 1)
-    _at_least("model.streams", cfg.model.streams, 1)
+    if cfg.model.streams is not None:
+        _at_least("model.streams", cfg.model.streams, 1)
     if cfg.model.name in FIXED_DEPTH:
         depth, structure = FIXED_DEPTH[cfg.model.name]
         if cfg.depth != depth:

@@ -96,7 +96,7 @@ class HighwayStack(keras.layers.Layer):
     `method` picks how the loop runs and is differentiated:
     - "xla" (default): an XLA-compiled loop with a hand-written, XLA-compiled gradient
       (highway_study.fast_stack), run as `streams` loops side by side on slices of the
-      batch;
+      batch (None: 2 where TensorFlow has two inter-op threads, else 1);
     - "autodiff": tf.foldl in TensorFlow's graph executor, differentiated by TensorFlow
       (kept as the plain baseline of the benchmark).
     """
@@ -109,12 +109,12 @@ class HighwayStack(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         method: str = "xla",
-        streams: int = 2,
+        streams: int | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(streams) < 1:
-            raise ValueError(f"HighwayStack streams must be >= 1, got {streams}.")
+        if streams is not None and int(streams) < 1:
+            raise ValueError(f"HighwayStack streams must be >= 1 or None (auto), got {streams}.")
         if int(depth) < 1:
             raise ValueError(f"HighwayStack depth must be >= 1, got {depth}.")
         if method not in STACK_METHODS:
@@ -124,7 +124,7 @@ class HighwayStack(keras.layers.Layer):
             )
         self.depth = int(depth)
         self.method = method
-        self.streams = int(streams)
+        self.streams = None if streams is None else int(streams)
         self.activation = keras.activations.get(activation)
         self.carry_bias = float(carry_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

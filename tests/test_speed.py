@@ -192,10 +192,23 @@ def test_streams_split_the_batch_without_changing_the_results(batch):
             close(split, one_stream, 1e-5)
 
 
+@pytest.mark.parametrize("inter_op, cores, expected", [(1, 8, 1), (0, 1, 1), (0, 2, 2),
+                                                       (0, 16, 2), (4, 2, 2)])
+def test_default_streams_follow_the_threads_tensorflow_may_use(monkeypatch, inter_op, cores,
+                                                               expected):
+    """0 inter-op threads means TensorFlow's default: one per core."""
+    from highway_study import fast_stack
+
+    monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads",
+                        lambda: inter_op)
+    monkeypatch.setattr(fast_stack.os, "cpu_count", lambda: cores)
+    assert fast_stack.default_streams() == expected
+
+
 def test_stack_options_are_checked_and_serialised():
     with pytest.raises(ValueError, match="method='fused' is not allowed"):
         HighwayStack(3, method="fused")
-    with pytest.raises(ValueError, match="streams must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"streams must be >= 1 or None \(auto\), got 0"):
         HighwayStack(3, streams=0)
     restored = HighwayStack.from_config(
         HighwayStack(3, method="autodiff", streams=3).get_config())
@@ -220,7 +233,7 @@ def test_default_training_path_is_the_fast_stack_and_learns_like_the_reference()
     fast = one_training_step("scan", x, y)
     stacks = [layer for layer in fast.layers if isinstance(layer, HighwayStack)]
     assert compose_config().model.implementation == "scan"
-    assert len(stacks) == 1 and stacks[0].method == "xla" and stacks[0].streams == 2
+    assert len(stacks) == 1 and stacks[0].method == "xla" and stacks[0].streams is None
 
     reference = one_training_step("layers", x, y)
     # Same starting weights: copy the reference's per-layer weights into the stack.
