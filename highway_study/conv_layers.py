@@ -14,28 +14,16 @@ import keras
 from keras import ops
 
 from highway_study.gates import SingleGate
-from highway_study.layers import highway_combine
+from highway_study.layers import HighwayLayer, highway_combine
 
 
 @keras.saving.register_keras_serializable(package="highway_study")
-class HighwayConv2D(SingleGate, keras.layers.Layer):
+class HighwayConv2D(SingleGate, HighwayLayer):
     """A highway layer of `kernel_size` x `kernel_size` convolutions (channels last)."""
 
-    def __init__(
-        self,
-        kernel_size: int = 3,
-        activation="relu",
-        carry_bias: float = -2.0,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, kernel_size: int = 3, **kwargs):
+        super().__init__(**kwargs)  # activation, carry_bias, initializers: HighwayLayer
         self.kernel_size = int(kernel_size)
-        self.activation = keras.activations.get(activation)
-        self.carry_bias = float(carry_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -66,16 +54,7 @@ class HighwayConv2D(SingleGate, keras.layers.Layer):
         h, t = self._h_and_t(x)
         return highway_combine(x, h, t)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
-        config.update(
-            kernel_size=self.kernel_size,
-            activation=keras.activations.serialize(self.activation),
-            carry_bias=self.carry_bias,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-        )
+        config.update(kernel_size=self.kernel_size)
         return config

@@ -30,9 +30,12 @@ from highway_study.gates import SingleGate, check_gate_index
 STACK_METHODS = ("xla", "autodiff")
 
 
-@keras.saving.register_keras_serializable(package="highway_study")
-class HighwayDense(SingleGate, keras.layers.Layer):
-    """A fully connected highway layer; its width is the width of its input."""
+class HighwayLayer(keras.layers.Layer):
+    """What every highway layer is configured by, kept and serialised in one place.
+
+    `activation` is H's; `carry_bias` is the transform gate's initial bias; the
+    initializers are those of the other kernels and biases.
+    """
 
     def __init__(
         self,
@@ -47,6 +50,24 @@ class HighwayDense(SingleGate, keras.layers.Layer):
         self.carry_bias = float(carry_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape  # a highway layer keeps its input's shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            activation=keras.activations.serialize(self.activation),
+            carry_bias=self.carry_bias,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="highway_study")
+class HighwayDense(SingleGate, HighwayLayer):
+    """A fully connected highway layer; its width is the width of its input."""
 
     def build(self, input_shape):
         width = int(input_shape[-1])
@@ -73,22 +94,9 @@ class HighwayDense(SingleGate, keras.layers.Layer):
         h = self.activation(ops.matmul(x, self.kernel_h) + self.bias_h)
         return highway_combine(x, h, self.transform_gate(x))
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            activation=keras.activations.serialize(self.activation),
-            carry_bias=self.carry_bias,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-        )
-        return config
-
 
 @keras.saving.register_keras_serializable(package="highway_study")
-class HighwayStack(keras.layers.Layer):
+class HighwayStack(HighwayLayer):
     """`depth` highway layers of one width, stacked as kernel [depth, width, 2*width].
 
     Columns [:width] of each slice are H's weights, [width:] the transform gate's. One loop
@@ -101,18 +109,8 @@ class HighwayStack(keras.layers.Layer):
       (kept as the plain baseline of the benchmark).
     """
 
-    def __init__(
-        self,
-        depth: int,
-        activation="relu",
-        carry_bias: float = -2.0,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        method: str = "xla",
-        streams: int | None = None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
+    def __init__(self, depth: int, method: str = "xla", streams: int | None = None, **kwargs):
+        super().__init__(**kwargs)  # activation, carry_bias, initializers: HighwayLayer
         if streams is not None and int(streams) < 1:
             raise ValueError(f"HighwayStack streams must be >= 1 or None (auto), got {streams}.")
         if int(depth) < 1:
@@ -125,10 +123,6 @@ class HighwayStack(keras.layers.Layer):
         self.depth = int(depth)
         self.method = method
         self.streams = None if streams is None else int(streams)
-        self.activation = keras.activations.get(activation)
-        self.carry_bias = float(carry_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
         width = int(input_shape[-1])
@@ -181,9 +175,6 @@ class HighwayStack(keras.layers.Layer):
 
         return tf.foldl(step, (kernel, bias), initializer=x)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     # -- gate interface -------------------------------------------------------
     @property
     def num_gates(self) -> int:
@@ -206,15 +197,7 @@ class HighwayStack(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            depth=self.depth,
-            method=self.method,
-            streams=self.streams,
-            activation=keras.activations.serialize(self.activation),
-            carry_bias=self.carry_bias,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-        )
+        config.update(depth=self.depth, method=self.method, streams=self.streams)
         return config
 
 
