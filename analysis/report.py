@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from analysis import tables
+from analysis.collect import KEY_COLUMNS
 from analysis.select import pooled, pooled_warning
 from analysis.tables import HIGHWAY, number, percent
 
@@ -278,8 +279,7 @@ def _highway(runs) -> pd.DataFrame:
 
 
 def _varying(c) -> list[str]:
-    keys = ["model", "data", "depth", "carry_bias", "seed"]
-    return [k for k in keys if c.runs[k].nunique() > 1] + c.swept
+    return [k for k in KEY_COLUMNS if c.runs[k].nunique() > 1] + c.swept
 
 
 def _seeds(runs) -> str:

@@ -8,9 +8,11 @@ names such keys, so the analysis can say so, and `select` keeps the runs of one 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
 
-from analysis.collect import AnalysisError, Collection
+from analysis.collect import KEY_COLUMNS, AnalysisError, Collection
 from analysis.tables import CELL
 
 # Config keys that do not change what a run learns: seeds are what a cell is meant to
@@ -62,7 +64,7 @@ def select(collection: Collection, conditions: list[tuple[str, str]]) -> Collect
     keep = pd.Series(True, index=runs.index)
     for key, value in conditions:
         if key not in runs or key in ("run", "path", "status", "error"):
-            choices = ", ".join(k for k in ["data", *CELL, "seed", *collection.swept] if k in runs)
+            choices = ", ".join(k for k in [*KEY_COLUMNS, *collection.swept] if k in runs)
             raise AnalysisError(f"--where {key}={value}: {key!r} is not a config key that "
                                 f"varies across these runs; use one of: {choices}.")
         keep &= _matches(runs[key], value)
@@ -76,11 +78,9 @@ def select(collection: Collection, conditions: list[tuple[str, str]]) -> Collect
     def only(frame):
         return frame[frame["run"].isin(names)].reset_index(drop=True)
 
-    return Collection(
-        runs=only(runs), curves=only(collection.curves), gates=only(collection.gates),
-        lesions=only(collection.lesions), swept=still_swept,
-        skipped=collection.skipped, threshold=collection.threshold,
-        gate_threshold=collection.gate_threshold,
+    return dataclasses.replace(
+        collection, runs=only(runs), curves=only(collection.curves),
+        gates=only(collection.gates), lesions=only(collection.lesions), swept=still_swept,
         selection=collection.selection + [f"{k}={v}" for k, v in conditions],
     )
 
