@@ -8,6 +8,8 @@ with the reference and with a float64 NumPy loop to rtol 1e-4 of the tensor's la
 """
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -293,9 +295,6 @@ def test_benchmark_rejects_bad_options_in_one_sentence(capsys):
 
 
 def run_benchmark(tmp_path, *options):
-    import subprocess
-    import sys
-
     out = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, "-m", "highway_study.benchmark", "--depths", "2", "--width", "6",
