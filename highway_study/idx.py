@@ -68,9 +68,13 @@ def _read(stream, path: Path, total_size: int, modulus) -> np.ndarray:
     if modulus:
         claimed_size %= modulus
     if claimed_size != total_size:
+        # A gzip file's size comes from its trailer, which a truncated file does not have:
+        # its last 4 bytes are then arbitrary, so no byte count is quoted for it.
+        holds = ("its gzip trailer does not match" if modulus
+                 else f"the file holds {total_size - 4 - 4 * ndim}")
         raise IdxError(
-            f"{path} has a header for shape {shape} ({expected} data bytes) but the file "
-            f"holds {total_size - 4 - 4 * ndim}: it is truncated or corrupt."
+            f"{path} has a header for shape {shape} ({expected} data bytes) but {holds}: "
+            "it is truncated or corrupt."
         )
     data = _read_exactly(stream, expected, path)
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))

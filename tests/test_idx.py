@@ -49,6 +49,16 @@ def test_truncated_file_is_rejected_naming_the_file(tmp_path, images, compress):
         read_idx(path)
 
 
+def test_gzip_cut_off_mid_stream_quotes_no_made_up_size(tmp_path, images):
+    """A cut gzip file has no trailer: its last 4 bytes are compressed data, not a size."""
+    path = tmp_path / "cut.gz"
+    path.write_bytes(gzip.compress(idx_bytes(images))[:40])
+    with pytest.raises(IdxError) as error:
+        read_idx(path)
+    assert "cut.gz" in str(error.value) and "holds" not in str(error.value)
+    assert "gzip trailer does not match: it is truncated or corrupt." in str(error.value)
+
+
 def test_wrong_magic_is_rejected(tmp_path, images):
     path = tmp_path / "notidx"
     path.write_bytes(b"\x50\x4b\x03\x04" + idx_bytes(images)[4:])
