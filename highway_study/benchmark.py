@@ -168,6 +168,18 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def require_positive(parser, args, numbers: list[str], lists: list[str]) -> None:
+    """End with argparse's one-sentence error if an option (or a list item) is below 1."""
+    for key in numbers:
+        if getattr(args, key) < 1:
+            parser.error(f"--{key.replace('_', '-')}={getattr(args, key)} is not allowed: "
+                         "use an integer >= 1.")
+    for key in lists:
+        bad = [value for value in getattr(args, key) if value < 1]
+        if bad:
+            parser.error(f"--{key} holds {bad[0]}: use integers >= 1.")
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m highway_study.benchmark",
@@ -188,13 +200,7 @@ def parse_args(argv=None):
                         help="seconds one cell may live (build and all its windows)")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON ('-': stdout)")
     args = parser.parse_args(argv)
-    for key in ("width", "batch_size", "steps", "windows"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key.replace('_', '-')}={getattr(args, key)} is not allowed: "
-                         "use an integer >= 1.")
-    bad = [d for d in args.depths if d < 1]
-    if bad:
-        parser.error(f"--depths holds {bad[0]}: use integers >= 1.")
+    require_positive(parser, args, ["width", "batch_size", "steps", "windows"], ["depths"])
     if args.json and args.json != "-":
         folder = os.path.dirname(os.path.abspath(args.json))
         if not os.path.isdir(folder):  # checked now, not after minutes of measuring

@@ -17,8 +17,8 @@ belong to H, [width:] to the transform gate T). Why it is built this way:
   function instead (TensorFlow's autodiff under XLA) measured ~25% slower here;
 - one XLA loop keeps one core busy, so the batch is cut into `streams` slices, each with
   its own loops, which TensorFlow's executor runs side by side: at depth 1000, width 50,
-  batch 128 on this 2-core machine a forward and backward pass took 106 ms in one stream
-  and 63 ms in two;
+  batch 128 on this 2-core machine a forward and backward pass took 105-116 ms in one
+  stream and 63-82 ms in two (`python -m highway_study.benchmark_stack`);
 - the forward loop reads the next layer's bias one iteration ahead and carries it, so that
   the dynamic slice does not sit inside the layer's elementwise fusion (XLA:CPU then does
   not vectorise the fusion: 56 against 27 ms for a depth-1000 inference pass, `_prefetch`).
@@ -155,8 +155,8 @@ def default_streams() -> int:
     """2 where TensorFlow may run two ops at once, else 1.
 
     With one inter-op thread (a joblib job's share of a 2-core machine, for example) two
-    streams would run one after the other and only add work: 122 against 117 ms at depth
-    1000, 4.0 against 3.4 ms at depth 20.
+    streams would run one after the other and only add work: 116-135 against 108 ms at
+    depth 1000 (`python -m highway_study.benchmark_stack --threads 1`).
     """
     threads = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 1
     return min(MAX_DEFAULT_STREAMS, threads)

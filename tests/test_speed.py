@@ -324,3 +324,16 @@ def test_benchmark_reports_a_dead_cell_and_still_writes_the_results(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "2 cell(s) failed (reference at depth 2, scan at depth 2)" in result.stderr
     assert all("killed" in row["error"] for row in rows)
+
+
+def test_stack_benchmark_times_each_streams_count(capsys):
+    from highway_study.benchmark_stack import main as stack_benchmark
+
+    assert stack_benchmark(["--depth", "3", "--width", "4", "--batch-size", "6",
+                            "--streams", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "depth 3, width 4, batch 6, TensorFlow's default threads" in out
+    assert "streams 1:" in out and "streams 2:" in out
+    with pytest.raises(SystemExit):
+        stack_benchmark(["--streams", "2", "0"])
+    assert "--streams holds 0: use integers >= 1." in capsys.readouterr().err
