@@ -96,7 +96,7 @@ def _drawers(c, optuna, args, plots, tables) -> dict:
             drawers["gate_activity"] = lambda: plots.gate_heatmap(gates)
             drawers["effective_depth"] = lambda: plots.effective_depth(runs, c.gate_threshold)
         lesions = tables.lesion_table(c)
-        lesions = lesions[tables.is_highway(lesions["model"])]
+        lesions = lesions[tables.is_gated(lesions["model"])]
         if not lesions.empty:
             drawers["lesion"] = lambda: plots.lesion_figure(lesions)
     if optuna is not None and not optuna[1].empty:

@@ -1,9 +1,10 @@
 """Run folders -> tidy pandas tables (runs, learning curves, gate activity, lesions).
 
-Reads only the run record (summary.json, metrics.jsonl) through highway_study.records,
-which imports no TensorFlow. Folders that are not finished runs of this study (no summary
-yet, corrupt JSON, another schema) are collected in `Collection.skipped` with the reason,
-so the caller can name them all in one warning.
+Reads only the run record (summary.json, metrics.jsonl) through highway_study.record, and
+what each model is through highway_study.catalog; neither imports TensorFlow. Folders that
+are not finished runs of this study (no summary yet, corrupt JSON, another schema) are
+collected in `Collection.skipped` with the reason, so the caller can name them all in one
+warning.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from highway_study import records
+from highway_study import catalog, record
 
 # Always in the runs table, whether or not they vary across runs.
 KEY_COLUMNS = ["model", "data", "depth", "carry_bias", "seed"]
@@ -27,7 +28,7 @@ RESULT_COLUMNS = [
 ]
 # Config keys that name the same idea as a key column, or that only label the run.
 _ALIASES = {"model.name": "model", "data.name": "data"}
-_MARKERS = (records.SUMMARY_FILE, records.METRICS_FILE, ".hydra")
+_MARKERS = (record.SUMMARY_FILE, record.METRICS_FILE, ".hydra")
 _SKIP_WALK = {".hydra", "tensorboard", "figures", "__pycache__"}
 
 
@@ -60,22 +61,18 @@ def find_run_dirs(folder: Path) -> list[Path]:
     return found
 
 
-def read_run(run_dir: Path) -> tuple[dict | None, str | None]:
+def read_run(run_dir: Path) -> tuple[record.Summary | None, str | None]:
     """(summary, None) for a usable run record, else (None, why it is skipped)."""
     try:
-        summary = records.read_summary(run_dir)
+        summary = record.read_summary(run_dir)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None, "corrupt JSON in summary.json"
+    except record.RecordError as error:
+        return None, str(error)
     except OSError as error:
         return None, f"unreadable summary.json ({error.strerror})"
     if summary is None:
         return None, "no summary.json (unfinished or killed run)"
-    if not isinstance(summary, dict) or "schema" not in summary:
-        return None, "summary.json is not a highway_study run record (no schema)"
-    if summary["schema"] != records.SCHEMA:
-        return None, f"unknown schema {summary['schema']!r} (this analysis reads {records.SCHEMA})"
-    if summary.get("status") not in records.STATUSES or not isinstance(summary.get("config"), dict):
-        return None, "summary.json lacks a known status or the config"
     return summary, None
 
 
@@ -96,14 +93,14 @@ def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Col
             if summary is None:
                 skipped.append((str(run_dir), why))
                 continue
-            metrics = records.read_metrics(run_dir)
+            metrics = record.read_metrics(run_dir)
             row = _run_row(name, run_dir, summary, metrics, threshold, gate_threshold)
             rows.append(row)
             curves += [{"run": name, **_scalars(epoch)} for epoch in metrics]
             gates += [{"run": name, "layer": i, "gate_activity": g}
-                      for i, g in enumerate(summary.get("gate_activity") or [])]
-            reference = summary.get("final_val_accuracy")
-            lesions += [_lesion_row(name, item, reference) for item in summary.get("lesion") or []]
+                      for i, g in enumerate(summary.gate_activity)]
+            reference = summary.final_val_accuracy
+            lesions += [_lesion_row(name, item, reference) for item in summary.lesion or []]
     if not rows:
         where = ", ".join(str(f) for f in folders)
         detail = f" ({len(skipped)} unusable folders skipped)" if skipped else ""
@@ -120,11 +117,8 @@ def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Col
 
 def epochs_to_threshold(metrics: list[dict], threshold: float) -> tuple[float, float]:
     """(epoch, step) of the first epoch whose val_accuracy reaches `threshold`; NaN if never."""
-    for row in metrics:
-        accuracy = row.get("val_accuracy")
-        if accuracy is not None and accuracy >= threshold:
-            return float(row.get("epoch", np.nan)), float(row.get("step", np.nan))
-    return np.nan, np.nan
+    epoch, step = record.first_reaching(metrics, threshold)
+    return _num(epoch), _num(step)
 
 
 def effective_depth(gate_activity, gate_threshold: float) -> float:
@@ -134,27 +128,25 @@ def effective_depth(gate_activity, gate_threshold: float) -> float:
     return float(sum(1 for g in gate_activity if g is not None and g > gate_threshold))
 
 
-def _run_row(name, run_dir, summary, metrics, threshold, gate_threshold) -> dict:
-    config = summary["config"]
+def _run_row(name, run_dir, summary: record.Summary, metrics, threshold, gate_threshold) -> dict:
     epoch, step = epochs_to_threshold(metrics, threshold)
-    if not metrics and summary.get("threshold") == threshold:
-        epoch, step = (_num(summary.get("epochs_to_threshold")),
-                       _num(summary.get("steps_to_threshold")))
+    if not metrics and summary.threshold == threshold:
+        epoch, step = _num(summary.epochs_to_threshold), _num(summary.steps_to_threshold)
     return {
         "run": name,
         "path": str(run_dir),
-        "config": config,
-        "status": summary["status"],
-        "error": summary.get("error"),
-        "test_accuracy": _num(summary.get("test_accuracy")),
-        "best_val_accuracy": _num(summary.get("best_val_accuracy")),
-        "final_val_accuracy": _num(summary.get("final_val_accuracy")),
+        "config": summary.config,
+        "status": summary.status,
+        "error": summary.error,
+        "test_accuracy": _num(summary.test_accuracy),
+        "best_val_accuracy": _num(summary.best_val_accuracy),
+        "final_val_accuracy": _num(summary.final_val_accuracy),
         "epochs_to_threshold": epoch,
         "steps_to_threshold": step,
-        "epochs_done": len(metrics) if metrics else _num(summary.get("epochs")),
-        "effective_depth": effective_depth(summary.get("gate_activity"), gate_threshold),
-        "params": _num(summary.get("params")),
-        "wall_seconds": _num(summary.get("wall_seconds")),
+        "epochs_done": len(metrics) if metrics else _num(summary.epochs),
+        "effective_depth": effective_depth(summary.gate_activity, gate_threshold),
+        "params": _num(summary.params),
+        "wall_seconds": _num(summary.wall_seconds),
     }
 
 
@@ -170,6 +162,8 @@ def _runs_table(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     results = pd.DataFrame(rows)
     table = pd.concat([results[["run"]], flat[KEY_COLUMNS + swept],
                        results[RESULT_COLUMNS + ["error", "path"]]], axis=1)
+    table.insert(table.columns.get_loc("model") + 1, "family",
+                 table["model"].map(catalog.family))
     table["depth"] = pd.to_numeric(table["depth"], errors="coerce").astype("Int64")
     table["carry_bias"] = pd.to_numeric(table["carry_bias"], errors="coerce").astype(float)
     table = table.sort_values(["model", "depth", "carry_bias", "seed", "run"], kind="stable")

@@ -19,6 +19,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis import tables  # noqa: E402
+from highway_study import catalog  # noqa: E402
 
 sns.set_theme(style="whitegrid", context="notebook")
 MARK_COLOR = "0.88"
@@ -125,7 +126,7 @@ def gate_heatmap(gates: pd.DataFrame, max_panels: int = 3) -> plt.Figure:
 
 def effective_depth(runs: pd.DataFrame, gate_threshold: float) -> plt.Figure:
     """Figure 5b: effective depth (layers with mean gate activity > threshold) over depth."""
-    data = runs[tables.is_highway(runs["model"]) & runs["effective_depth"].notna()]
+    data = runs[tables.is_gated(runs["model"]) & runs["effective_depth"].notna()]
     order = _bias_order(data["carry_bias"])
     data = data.assign(carry_bias=data["carry_bias"].map(lambda b: f"{b:g}"))
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -193,7 +194,7 @@ def spread(values: list, count: int) -> list:
 
 def _grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title) -> plt.Figure:
     """Depth x carry_bias heatmaps, one panel per model; marked cells hatched and labelled."""
-    models = list(dict.fromkeys(cells["model"]))
+    models = sorted(dict.fromkeys(cells["model"]), key=_family_order)
     rows = cells["depth"].nunique()
     columns = [cells.loc[cells["model"] == m, "carry_bias"].nunique() for m in models]
     fig, axes = plt.subplots(
@@ -215,11 +216,18 @@ def _grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title) -
                     annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white")
         _mark_cells(ax, panel, grid, fontsize)
         ax.set_xticklabels([f"{b:g}" for b in grid.columns])
-        unused = not str(model).startswith("highway")  # plain and shallow nets have no gate
-        ax.set(title=model, ylabel="depth (layers)",
+        unused = not catalog.is_gated(model)  # carry_bias means nothing to gateless nets
+        ax.set(title=f"{model} ({catalog.family(model)})", ylabel="depth (layers)",
                xlabel="carry_bias (no gate: unused)" if unused else "carry_bias (initial b_T)")
     fig.suptitle(title)
     return fig
+
+
+def _family_order(model) -> tuple:
+    """Models grouped by family, in the catalog's order of families."""
+    family = catalog.family(model)
+    rank = catalog.FAMILIES.index(family) if family in catalog.FAMILIES else len(catalog.FAMILIES)
+    return rank, str(model)
 
 
 def _mark_cells(ax, panel, grid, fontsize) -> None:

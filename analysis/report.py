@@ -13,7 +13,8 @@ import pandas as pd
 from analysis import tables
 from analysis.collect import KEY_COLUMNS
 from analysis.select import pooled, pooled_warning
-from analysis.tables import HIGHWAY, number, percent
+from analysis.tables import number, percent
+from highway_study import catalog
 
 COMMANDS = {
     "baselines": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "
@@ -72,22 +73,32 @@ def _header(c) -> str:
 
 def _question_1(c, figures) -> str:
     head = "## 1. Do highway layers train where plain layers of the same depth fail?"
-    # carry_bias means nothing to plain and shallow nets: pool their runs over it.
-    runs = c.runs.assign(carry_bias=c.runs["carry_bias"].where(c.runs["model"] == HIGHWAY))
-    cells = tables.cells(runs, "test_accuracy")
-    plain, highway = cells[cells["model"] == "plain_fc"], cells[cells["model"] == HIGHWAY]
-    shallow = cells[cells["model"] == "shallow"]
+    # carry_bias means nothing to gateless nets: pool their runs over it.
+    runs = c.runs.assign(carry_bias=c.runs["carry_bias"].where(tables.is_gated(c.runs["model"])))
+    by_family = {family: tables.cells(tables.fully_connected(runs, family), "test_accuracy")
+                 for family in catalog.FAMILIES}
+    plain, highway = by_family["plain"], by_family["highway"]
     if plain.empty or highway.empty:
         found = ", ".join(sorted(c.runs["model"].dropna().unique()))
         return _missing(head, f"this needs plain_fc and highway_fc runs (found: {found})",
                         COMMANDS["baselines"])
     best = highway.sort_values("mean", ascending=False).drop_duplicates("depth")
-    rows = ["| depth | plain_fc | highway_fc (best carry_bias) | shallow |", "|---|---|---|---|"]
-    for depth in sorted(set(plain["depth"]) | set(highway["depth"])):
-        p, h = plain[plain["depth"] == depth], best[best["depth"] == depth]
-        s = shallow[shallow["depth"] == depth]
-        h_text = f"{_cell(h)} (carry_bias {h['carry_bias'].iloc[0]:g})" if len(h) else "–"
-        rows.append(f"| {depth} | {_cell(p)} | {h_text} | {_cell(s)} |")
+    by_family["highway"] = best
+    shown = [f for f in catalog.FAMILIES if f in ("plain", "highway") or not by_family[f].empty]
+    titles = {"highway": "highway (best carry_bias)"}
+    rows = ["| depth | " + " | ".join(titles.get(f, f) for f in shown) + " |",
+            "|---" * (len(shown) + 1) + "|"]
+    depths = sorted(set().union(*(set(by_family[f]["depth"]) for f in shown)))
+    for depth in depths:
+        texts = []
+        for family in shown:
+            cell = by_family[family][by_family[family]["depth"] == depth]
+            text = _cell(cell)
+            if family == "highway" and len(cell):
+                text += f" (carry_bias {cell['carry_bias'].iloc[0]:g})"
+            texts.append(text)
+        rows.append(f"| {depth} | " + " | ".join(texts) + " |")
+    shallow = by_family["shallow"]
     deep_p, deep_h = plain.loc[plain["depth"].idxmax()], best.loc[best["depth"].idxmax()]
     answer = (
         f"Deepest plain net (depth {deep_p['depth']}): {_cell(deep_p)} test accuracy; "
@@ -189,7 +200,7 @@ def _question_4(c, figures) -> str:
 def _lesions(c, figures) -> str:
     head = "### Lesioning: which layers matter?"
     lesions = tables.lesion_table(c)
-    lesions = lesions[tables.is_highway(lesions["model"])]
+    lesions = lesions[tables.is_gated(lesions["model"])]
     if lesions.empty:
         return _missing(head, "no lesion measurements (train with lesion_every=k)",
                         COMMANDS["lesion"])
@@ -275,7 +286,8 @@ def _deepest_trained(cells, threshold) -> int | None:
 
 
 def _highway(runs) -> pd.DataFrame:
-    return runs[runs["model"] == HIGHWAY]
+    """The fully connected highway runs, which questions 2-4 are about."""
+    return tables.fully_connected(runs, "highway")
 
 
 def _varying(c) -> list[str]:

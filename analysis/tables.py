@@ -9,19 +9,28 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from highway_study import catalog
+
 CELL = ["model", "depth", "carry_bias"]
-HIGHWAY = "highway_fc"  # the fully connected net the blog's questions are about
 
 
-def is_highway(models: pd.Series) -> pd.Series:
-    """Models with transform gates (highway_fc, highway_conv): gate and lesion figures."""
-    return models.astype(str).str.startswith("highway")
+def is_gated(models: pd.Series) -> pd.Series:
+    """Models with transform gates (the catalog says which): gate and lesion figures."""
+    return models.map(catalog.is_gated).astype(bool)
+
+
+def fully_connected(runs: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The runs of one family's fully connected models (the blog's questions are about
+    those; conv nets have their own runs)."""
+    dense = runs["model"].map(lambda m: catalog.spec(m).layout == "dense")
+    return runs[dense & (runs["family"] == family)]
 
 
 def series(runs: pd.DataFrame) -> pd.Series:
-    """One label per compared network: highway nets per carry bias; plain and shallow alone."""
+    """One label per compared network: gated nets per carry bias; the others alone (the
+    carry bias means nothing to them)."""
     bias = runs["carry_bias"].map(lambda b: f"{b:g}")
-    gated = is_highway(runs["model"])
+    gated = is_gated(runs["model"])
     return runs["model"].where(~gated, runs["model"] + ", carry_bias " + bias)
 
 
@@ -59,7 +68,7 @@ def cell_mark(cell) -> str | None:
 def highway_gates(collection) -> pd.DataFrame:
     """Final gate activity per highway layer, with each run's depth, carry_bias and seed."""
     runs = collection.runs
-    keys = runs.loc[is_highway(runs["model"]), ["run", "depth", "carry_bias", "seed"]]
+    keys = runs.loc[is_gated(runs["model"]), ["run", "depth", "carry_bias", "seed"]]
     return collection.gates.merge(keys, on="run")
 
 

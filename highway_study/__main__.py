@@ -1,8 +1,12 @@
 """`python -m highway_study [overrides]`: one run (or, with -m, a sweep) of the study.
 
-The task function validates the config, trains, writes the run record and returns the
-objective (best validation accuracy, 0 for a diverged or failed run), so a sweep never
-crashes on one bad run.
+The task function validates the config, hands the job to the runtime (skip, train or
+resume, and always a run record) and returns the objective the config names
+(`optimized_metric`, best validation accuracy by default; 0 for a diverged or failed run),
+so a sweep never crashes on one bad run.
+
+The configs are the repository's conf/, installed with the package as highway_study.conf
+(pyproject.toml maps one onto the other), so an installed wheel finds them too.
 """
 
 from __future__ import annotations
@@ -15,34 +19,26 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from highway_study.config import ConfigError, register_configs, validate
+from highway_study.runtime.job import record_failure, refuse, run_job
+from highway_study.runtime.threads import job_threads, limit_threads
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://highway_study.conf", config_name="config")
 def main(cfg) -> float:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    from highway_study.parallel import job_threads, limit_threads
-
     try:
         validate(cfg)
         threads = job_threads(hydra_cfg.launcher)  # a parallel job's share of the cores
     except ConfigError as error:
-        return _fail(run_dir, cfg, f"Invalid config: {error}", multirun, exit_code=2)
-
-    from highway_study.runner import run_once  # TensorFlow loads only for valid configs
-
-    limit_threads(threads)
-    return run_once(cfg, run_dir, multirun)
-
-
-def _fail(run_dir, cfg, message: str, multirun: bool, exit_code: int) -> float:
-    from highway_study.runner import record_failure, refuse
-
-    record_failure(run_dir, cfg, message)
-    return refuse(message, multirun, exit_code)
+        message = f"Invalid config: {error}"
+        record_failure(run_dir, cfg, message)
+        return refuse(message, multirun, exit_code=2)
+    limit_threads(threads)  # before TensorFlow's first op, which run_job brings
+    return run_job(cfg, run_dir, multirun)
 
 
 if __name__ == "__main__":

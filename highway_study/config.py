@@ -14,12 +14,10 @@ from typing import Any, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-MODEL_NAMES = ("highway_fc", "plain_fc", "shallow", "softmax", "highway_conv", "plain_conv")
-# Models whose structure fixes the depth: shallow has one hidden layer, softmax none.
-FIXED_DEPTH = {"shallow": (1, "exactly one hidden layer"), "softmax": (0, "no hidden layer")}
-CONV_MODELS = ("highway_conv", "plain_conv")
+from highway_study import catalog, record
+from highway_study.data import LOADERS
+
 READOUTS = ("flatten", "global_average")
-DATA_NAMES = ("mnist", "digits", "synthetic")
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
 LOSS_REDUCTIONS = ("mean", "sum")
 IMPLEMENTATIONS = ("scan", "layers", "scan_autodiff")
@@ -48,7 +46,7 @@ class ModelConfig:
     # autodiff; kept for the benchmark). See docs/benchmark.md.
     implementation: str = "scan"
     # implementation=scan only: cut each batch into this many slices, run side by side (one
-    # XLA loop keeps one core busy; 2 gave ~1.4x on a 2-core CPU, docs/benchmark.md).
+    # XLA loop keeps one core busy; measured in docs/benchmark.md).
     # null: 2 where TensorFlow has two or more inter-op threads, else 1.
     streams: Optional[int] = None
     # Conv models only (highway_conv, plain_conv; `width` is their number of channels):
@@ -113,6 +111,8 @@ class Config:
     lesion_every: int = 0
     # Stop when validation accuracy has not improved for this many epochs; null = never.
     patience: Optional[int] = None
+    # The summary field a sweep (grid or Optuna) maximises; 0 for runs that did not complete.
+    optimized_metric: str = "best_val_accuracy"
     # Free-form tags copied into the run record (for example the experiment's name).
     tags: Any = field(default_factory=dict)
 
@@ -124,8 +124,9 @@ def register_configs() -> None:
 
 def validate(cfg) -> None:
     """Raise ConfigError for the first value outside its allowed range."""
-    _choice("model.name", cfg.model.name, MODEL_NAMES)
-    _choice("data.name", cfg.data.name, DATA_NAMES)
+    _choice("model.name", cfg.model.name, catalog.names())
+    _choice("data.name", cfg.data.name, tuple(LOADERS))
+    _choice("optimized_metric", cfg.optimized_metric, record.OBJECTIVES)
     _choice("optimizer.name", cfg.optimizer.name, OPTIMIZER_NAMES)
     _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)
     _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
@@ -134,8 +135,9 @@ def validate(cfg) -> None:
         _at_least(key, cfg[key], 1)
     if cfg.model.streams is not None:
         _at_least("model.streams", cfg.model.streams, 1)
-    if cfg.model.name in FIXED_DEPTH:
-        depth, structure = FIXED_DEPTH[cfg.model.name]
+    fixed = catalog.spec(cfg.model.name).fixed_depth
+    if fixed is not None:
+        depth, structure = fixed
         if cfg.depth != depth:
             raise ConfigError(
                 f"depth={cfg.depth} is not allowed for model={cfg.model.name}, which has "
@@ -164,12 +166,13 @@ def validate(cfg) -> None:
 
 def _validate_conv(cfg) -> None:
     mcfg = cfg.model
-    if mcfg.name not in CONV_MODELS:
+    conv_models = catalog.names("conv")
+    if mcfg.name not in conv_models:
         if mcfg.pool_after or mcfg.dropout:
             raise ConfigError(
                 f"model.pool_after={list(mcfg.pool_after)} and model.dropout={mcfg.dropout} "
                 f"are not used by model={mcfg.name}: leave them at [] and 0 or use "
-                f"model={' or model='.join(CONV_MODELS)}."
+                f"model={' or model='.join(conv_models)}."
             )
         return
     _choice("model.readout", mcfg.readout, READOUTS)

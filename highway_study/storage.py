@@ -1,81 +1,9 @@
-"""Where an Optuna search keeps its trials, read from the environment at use time.
+"""`python -m highway_study.storage STUDY_NAME`: the command's name; the code is in
+highway_study.runtime.storage."""
 
-The search config names this factory instead of a URL string
-(`hydra.sweeper.storage: {_target_: highway_study.storage.optuna_storage}`), so Hydra saves
-only the factory's name: the URL and password never reach multirun.yaml, .hydra/*.yaml,
-or the sweeper's log line (which prints the storage object, not its URL).
+import sys
 
-- `HIGHWAY_STUDY_OPTUNA_URL`: a SQLAlchemy URL, e.g. `postgresql://optuna@db-host/highway`;
-  unset means the default SQLite file `outputs/optuna.db` (relative to the working dir).
-- `HIGHWAY_STUDY_OPTUNA_PASSWORD`: the database password, merged into the URL in memory.
-  (libpq's own `PGPASSWORD` or `~/.pgpass` work too, since psycopg2 reads them.)
-"""
+from highway_study.runtime.storage import main
 
-from __future__ import annotations
-
-import os
-from pathlib import Path
-
-URL_ENV = "HIGHWAY_STUDY_OPTUNA_URL"
-PASSWORD_ENV = "HIGHWAY_STUDY_OPTUNA_PASSWORD"
-DEFAULT_URL = "sqlite:///outputs/optuna.db"
-
-
-class StorageError(ValueError):
-    """A storage URL that cannot be used; the message is one sentence, without the password."""
-
-
-def storage_url(default_url: str = DEFAULT_URL) -> str:
-    """The storage URL from the environment (password included), or `default_url`."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    raw = os.environ.get(URL_ENV) or default_url
-    try:
-        url = make_url(raw)
-    except ArgumentError:
-        raise StorageError(
-            f"{URL_ENV} is not a database URL: use e.g. postgresql://user@host/db "
-            "or sqlite:///outputs/optuna.db."
-        ) from None
-    password = os.environ.get(PASSWORD_ENV)
-    if password:
-        url = url.set(password=password)
-    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return url.render_as_string(hide_password=False)
-
-
-def describe(url: str) -> str:
-    """The URL with its password masked, for log lines."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def optuna_storage(default_url: str = DEFAULT_URL):
-    """An Optuna RDB storage for the configured URL (what hydra.sweeper.storage instantiates)."""
-    import optuna
-
-    url = storage_url(default_url)
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-
-
-def create_study(study_name: str, direction: str = "maximize") -> None:
-    """Create the tables and the study once, before several workers start at the same moment
-    (two workers creating a fresh database at once can race on its tables)."""
-    import optuna
-
-    optuna.create_study(study_name=study_name, storage=optuna_storage(), direction=direction,
-                        load_if_exists=True)
-
-
-if __name__ == "__main__":  # python -m highway_study.storage STUDY_NAME
-    import sys
-
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m highway_study.storage STUDY_NAME  (creates it in the "
-                 f"database ${URL_ENV} names, default {DEFAULT_URL})")
-    create_study(sys.argv[1])
-    print(f"study {sys.argv[1]!r} ready in {describe(storage_url())}")
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,8 +10,9 @@ from scipy.signal import correlate2d
 
 from compose import compose_config
 from highway_study.config import ConfigError, validate
-from highway_study.conv_layers import HighwayConv2D
-from highway_study.lesion import lesion_accuracies
+from highway_study.nn.conv import HighwayConv2D
+from highway_study.models.lesion import lesion_accuracies
+from highway_study.training import evaluate
 from highway_study.models import build_model, count_params, gate_activity
 
 RNG = np.random.default_rng(7)
@@ -147,7 +148,7 @@ def test_gate_activity_and_lesioning_walk_through_pooling_and_dropout():
     assert all(0.0 <= value < 1e-8 for value in activity)  # sigmoid(-20)
     before = [layer.get_transform_bias(0).copy() for layer in model.layers
               if isinstance(layer, HighwayConv2D)]
-    lesion = lesion_accuracies(model, x, y, every=1)
+    lesion = lesion_accuracies(model, lambda m: evaluate(m, x, y)[1], every=1)
     assert [row["layer"] for row in lesion] == [0, 1, 2]
     after = [layer.get_transform_bias(0) for layer in model.layers
              if isinstance(layer, HighwayConv2D)]
@@ -205,12 +206,12 @@ def test_conv_run_through_the_cli_writes_the_run_record(run_cli, tmp_path):
 
 
 def test_conv_model_on_data_pooled_to_nothing_fails_in_one_sentence(tmp_path, capsys):
-    from highway_study.runner import run_once
+    from highway_study.runtime.job import run_job
 
     cfg = conv_cfg("model=highway_conv", "data=digits", "depth=4", "width=2",
                    "model.pool_after=[0,1,2,3]", "tensorboard=false")
     with pytest.raises(SystemExit) as stop:
-        run_once(cfg, tmp_path, multirun=False)
+        run_job(cfg, tmp_path, multirun=False)
     assert stop.value.code == 1
     message = capsys.readouterr().err.strip()
     assert "model.pool_after=[0, 1, 2, 3]" in message and "\n" not in message

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from highway_study.idx import IdxError, read_idx
+from highway_study.data.idx import IdxError, read_idx
 
 
 def idx_bytes(array: np.ndarray, type_code=0x08) -> bytes:
@@ -69,7 +69,7 @@ def test_wrong_magic_is_rejected(tmp_path, images):
 def test_header_claiming_huge_size_is_rejected_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "huge"
     path.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 60000, 4000, 4000) + b"\0" * 10)
-    monkeypatch.setattr("highway_study.idx._read_exactly",
+    monkeypatch.setattr("highway_study.data.idx._read_exactly",
                         lambda *a: pytest.fail("data read despite a bad header"))
     with pytest.raises(IdxError, match="huge has a header for shape"):
         read_idx(path)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from highway_study.layers import HighwayDense, HighwayStack
+from highway_study.nn.highway import HighwayDense, HighwayStack
 
 
 def numpy_highway(x, w_h, b_h, w_t, b_t):

@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from highway_study import data, mnist
+from highway_study import data
+from highway_study.data import mnist
 from test_idx import idx_bytes
 
 NAMES = list(mnist.CHECKSUMS)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from compose import compose_config
-from highway_study.lesion import lesion_accuracies
+from highway_study.models.lesion import lesion_accuracies
+from highway_study.training import evaluate
 from highway_study.models import build_model, count_params, gate_activity
 
 IN, CLASSES = 64, 10
@@ -66,7 +67,7 @@ def test_lesioning_restores_biases_and_reports_every_kth_layer():
     before = [w.copy() for w in model.get_weights()]
     rng = np.random.default_rng(0)
     x, y = rng.random((32, IN), np.float32), rng.integers(0, 10, 32)
-    result = lesion_accuracies(model, x, y, every=2)
+    result = lesion_accuracies(model, lambda m: evaluate(m, x, y)[1], every=2)
     assert [row["layer"] for row in result] == [0, 2, 4]
     assert all(0.0 <= row["val_accuracy"] <= 1.0 for row in result)
     for old, new in zip(before, model.get_weights()):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from highway_study import storage
+from highway_study.runtime import storage
 
 TINY_SEARCH = ["hparams_search=highway_optuna", "data=synthetic", "epochs=1", "tensorboard=false",
                "depth=tag(log, int(interval(1, 3)))"]
@@ -61,7 +61,7 @@ def test_search_config_saves_no_database_url(monkeypatch):
     assert params.depth == "tag(log, int(interval(1, 1000)))"
     assert params.carry_bias == "interval(-20.0, -1.0)"
     assert params["optimizer.learning_rate"].startswith("tag(log, interval(")
-    assert dict(cfg.hydra.sweeper.storage) == {"_target_": "highway_study.storage.optuna_storage"}
+    assert dict(cfg.hydra.sweeper.storage) == {"_target_": "highway_study.runtime.storage.optuna_storage"}
 
 
 def test_storage_url_takes_the_password_from_the_environment(monkeypatch, tmp_path):

@@ -17,9 +17,10 @@ import pytest
 import tensorflow as tf
 
 from compose import compose_config
-from highway_study.layers import HighwayDense, HighwayStack
+from highway_study.nn.highway import HighwayDense, HighwayStack
 from highway_study.models import build_model
-from highway_study.train import make_loss, make_optimizer, seed_everything
+from highway_study.training import seed_everything
+from highway_study.training.optim import make_loss, make_optimizer
 
 
 def random_stack_weights(rng, depth, width, carry_bias):
@@ -199,7 +200,7 @@ def test_streams_split_the_batch_without_changing_the_results(batch):
 def test_default_streams_follow_the_threads_tensorflow_may_use(monkeypatch, inter_op, cores,
                                                                expected):
     """0 inter-op threads means TensorFlow's default: one per core."""
-    from highway_study import fast_stack
+    from highway_study.nn import fast_stack
 
     monkeypatch.setattr(tf.config.threading, "get_inter_op_parallelism_threads",
                         lambda: inter_op)
@@ -274,7 +275,7 @@ def test_stack_draws_each_block_with_one_layers_variance(initializer, std):
 
 
 def test_benchmark_flop_formula_counts_every_kernel_entry():
-    from highway_study.benchmark import CLASSES, FEATURES, flops_per_step
+    from highway_study.bench.benchmark import CLASSES, FEATURES, flops_per_step
 
     cfg = compose_config("depth=5", "width=7")
     model = build_model(cfg, FEATURES, CLASSES)
@@ -284,7 +285,7 @@ def test_benchmark_flop_formula_counts_every_kernel_entry():
 
 
 def test_benchmark_rejects_bad_options_in_one_sentence(capsys):
-    from highway_study.benchmark import parse_args
+    from highway_study.bench.benchmark import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--depths", "20", "0"])
@@ -327,7 +328,7 @@ def test_benchmark_reports_a_dead_cell_and_still_writes_the_results(tmp_path):
 
 
 def test_stack_benchmark_times_each_streams_count(capsys):
-    from highway_study.benchmark_stack import main as stack_benchmark
+    from highway_study.bench.stack import main as stack_benchmark
 
     assert stack_benchmark(["--depth", "3", "--width", "4", "--batch-size", "6",
                             "--streams", "1", "2"]) == 0

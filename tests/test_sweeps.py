@@ -16,7 +16,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from compose import compose_config
-from highway_study import parallel, progress
+from highway_study.runtime import progress
+from highway_study.runtime import threads as parallel
 
 FAST = ["data=synthetic", "epochs=1", "tensorboard=false"]
 
@@ -216,16 +217,17 @@ def test_slurm_launcher_config_is_ready_to_use():
 
 
 def test_a_finished_run_of_another_config_is_refused_not_overwritten(tmp_path):
-    from highway_study import records, resume
+    from highway_study import record
+    from highway_study.runtime import job
 
     cfg = compose_config(*FAST, "depth=3")
     old_config = json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True)))
     old_config["epochs"] = 7
     old_config.pop("seed")  # a key the old code did not have does not count
-    records.write_summary(tmp_path, {"status": "completed", "config": old_config})
+    record.write_summary(tmp_path, record.Summary(status="completed", config=old_config))
     before = (tmp_path / "summary.json").read_text()
-    with pytest.raises(resume.ConfigChanged, match=r"differs in epochs: "):
-        resume.recorded_objective(tmp_path, cfg)
+    with pytest.raises(job.ConfigChanged, match=r"differs in epochs: "):
+        job.recorded_objective(tmp_path, cfg)
     assert (tmp_path / "summary.json").read_text() == before
-    records.write_summary(tmp_path, {"status": "interrupted", "config": old_config})
-    assert resume.recorded_objective(tmp_path, cfg) is None  # unfinished: train (resume) it
+    record.write_summary(tmp_path, record.Summary(status="interrupted", config=old_config))
+    assert job.recorded_objective(tmp_path, cfg) is None  # unfinished: train (resume) it

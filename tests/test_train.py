@@ -5,8 +5,9 @@ import math
 
 
 from compose import compose_config
-from highway_study import records
-from highway_study.train import objective, train
+from highway_study import record
+from highway_study.record import objective
+from highway_study.training import train
 
 FAST = ("data=synthetic", "depth=3", "width=16", "epochs=2", "batch_size=32")
 
@@ -22,7 +23,7 @@ def test_cli_run_writes_complete_run_record(run_cli, tmp_path):
                         "val_accuracy", "learning_rate", "seconds", "gate_activity"}
     assert len(row["gate_activity"]) == 3 and row["step"] == 2 * math.ceil(400 / 32)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["schema"] == records.SCHEMA and summary["status"] == "completed"
+    assert summary["schema"] == record.SCHEMA and summary["status"] == "completed"
     assert summary["config"]["depth"] == 3 and summary["epochs"] == 2
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["params"] > 0
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
@@ -33,26 +34,26 @@ def test_training_learns_synthetic_data_and_records_threshold(tmp_path):
     cfg = compose_config("data=synthetic", "depth=2", "width=32", "epochs=8",
                          "batch_size=16", "tensorboard=false", "threshold=0.8")
     summary = train(cfg, tmp_path, verbose=False)
-    assert summary["best_val_accuracy"] > 0.8 and summary["test_accuracy"] > 0.7
-    first = next(r for r in records.read_metrics(tmp_path) if r["val_accuracy"] >= 0.8)
-    assert summary["epochs_to_threshold"] == first["epoch"]
+    assert summary.best_val_accuracy > 0.8 and summary.test_accuracy > 0.7
+    first = next(r for r in record.read_metrics(tmp_path) if r["val_accuracy"] >= 0.8)
+    assert summary.epochs_to_threshold == first["epoch"]
     assert not (tmp_path / "tensorboard").exists()
-    assert objective(summary) == summary["best_val_accuracy"]
+    assert objective(summary) == summary.best_val_accuracy
 
 
 def test_same_seed_repeats_exactly_and_other_seed_differs(tmp_path):
     args = ("data=synthetic", "depth=2", "width=8", "epochs=1", "tensorboard=false")
     runs = [train(compose_config(*args, f"seed={seed}"), tmp_path / f"{i}", verbose=False)
             for i, seed in enumerate([5, 5, 6])]
-    assert runs[0]["test_loss"] == runs[1]["test_loss"]
-    assert runs[0]["test_loss"] != runs[2]["test_loss"]
+    assert runs[0].test_loss == runs[1].test_loss
+    assert runs[0].test_loss != runs[2].test_loss
 
 
 def test_huge_learning_rate_diverges_with_finite_objective(tmp_path):
     cfg = compose_config(*FAST, "optimizer.learning_rate=1e12", "epochs=3", "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
-    assert summary["status"] == "diverged" and summary["test_accuracy"] is None
-    assert summary["epochs"] == 1  # stopped early
+    assert summary.status == "diverged" and summary.test_accuracy is None
+    assert summary.epochs == 1  # stopped early
     assert objective(summary) == 0.0
     json.loads((tmp_path / "summary.json").read_text())  # NaN written as valid JSON
 
@@ -60,20 +61,20 @@ def test_huge_learning_rate_diverges_with_finite_objective(tmp_path):
 def test_max_steps_stops_mid_epoch(tmp_path):
     cfg = compose_config(*FAST, "max_steps=15", "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
-    assert summary["steps"] == 15 and summary["epochs"] == 2  # 13 steps per epoch
+    assert summary.steps == 15 and summary.epochs == 2  # 13 steps per epoch
 
 
 def test_blog_setup_trains_with_summed_loss(tmp_path):
     cfg = compose_config("setup=blog", "data=synthetic", "depth=2", "max_steps=20",
                          "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
-    assert summary["status"] == "completed" and summary["steps"] == 20
+    assert summary.status == "completed" and summary.steps == 20
 
 
 def test_lesion_results_land_in_the_summary(tmp_path):
     cfg = compose_config(*FAST, "lesion_every=2", "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
-    assert [row["layer"] for row in summary["lesion"]] == [0, 2]
+    assert [row["layer"] for row in summary.lesion] == [0, 2]
 
 
 def test_real_mnist_smoke_depth_2_highway(mnist_root, tmp_path, monkeypatch):
@@ -81,8 +82,8 @@ def test_real_mnist_smoke_depth_2_highway(mnist_root, tmp_path, monkeypatch):
     cfg = compose_config("data=mnist", "data.train_limit=6000", "depth=2", "epochs=1",
                          "batch_size=64", "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
-    assert summary["status"] == "completed"
-    assert summary["test_accuracy"] > 0.6  # chance is 0.1
+    assert summary.status == "completed"
+    assert summary.test_accuracy > 0.6  # chance is 0.1
 
 
 def test_patience_stops_when_validation_accuracy_stalls(tmp_path):
@@ -90,4 +91,4 @@ def test_patience_stops_when_validation_accuracy_stalls(tmp_path):
     cfg = compose_config(*FAST, "epochs=10", "patience=2", "optimizer.learning_rate=1e-30",
                          "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
-    assert summary["status"] == "completed" and summary["epochs"] == 3
+    assert summary.status == "completed" and summary.epochs == 3

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 
+from highway_study.config import ConfigError
+
 log = logging.getLogger("highway_study")
 THREADS_ENV = "HIGHWAY_STUDY_THREADS"
 
@@ -24,8 +26,6 @@ def job_threads(launcher_cfg) -> int | None:
     if os.environ.get(THREADS_ENV):
         value = os.environ[THREADS_ENV]
         if not value.isdigit() or int(value) < 1:
-            from highway_study.config import ConfigError
-
             raise ConfigError(f"{THREADS_ENV}={value!r} is not allowed: use an integer >= 1.")
         return int(value)
     if launcher_cfg is None:

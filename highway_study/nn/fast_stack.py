@@ -12,19 +12,19 @@ belong to H, [width:] to the transform gate T). Why it is built this way:
   per example per layer: 77 MB at depth 1000, batch 128, width 50), and the backward loop
   carries only what is sequential (dx = dpre @ W^T plus the gate's elementwise maths, whose
   derivative a GradientTape takes, so any Keras activation works). The weight gradients of
-  all layers are one batched matmul after the loop, left to TensorFlow (12 ms against
-  XLA:CPU's 25 ms at depth 1000). Recomputing the forward pass inside the backward
-  function instead (TensorFlow's autodiff under XLA) measured ~25% slower here;
+  all layers are one batched matmul after the loop, left to TensorFlow (faster than
+  XLA:CPU's). Recomputing the forward pass inside the backward function instead
+  (TensorFlow's autodiff under XLA) measured slower;
 - one XLA loop keeps one core busy, so the batch is cut into `streams` slices, each with
-  its own loops, which TensorFlow's executor runs side by side: at depth 1000, width 50,
-  batch 128 on this 2-core machine a forward and backward pass took 105-116 ms in one
-  stream and 63-82 ms in two (`python -m highway_study.benchmark_stack`);
+  its own loops, which TensorFlow's executor runs side by side
+  (`python -m highway_study.benchmark_stack` compares stream counts);
 - the forward loop reads the next layer's bias one iteration ahead and carries it, so that
   the dynamic slice does not sit inside the layer's elementwise fusion (XLA:CPU then does
-  not vectorise the fusion: 56 against 27 ms for a depth-1000 inference pass, `_prefetch`).
+  not vectorise the fusion, `_prefetch`).
 
 XLA is used per function (`tf.function(jit_compile=True)`), not per model: Keras turns
 model-level `jit_compile` off whenever op determinism is enabled, which every run does.
+The measurements behind each choice: docs/benchmark.md, "Why the stack is built this way".
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import os
 
 import tensorflow as tf
 
-MAX_DEFAULT_STREAMS = 2  # the most measured (2 cores: 3 and 4 streams were slower than 2)
+MAX_DEFAULT_STREAMS = 2  # more streams than cores measured slower (docs/benchmark.md)
 
 
 def highway_combine(x, h, t):
@@ -52,10 +52,9 @@ def _prefetch(stacked, i):
 
     Why: XLA:CPU fuses a dynamic slice read inside the loop into the layer's elementwise
     fusion, and that fusion then is not vectorised: reading the bias in the same
-    iteration made a depth-1000 forward pass 2x slower (57 ms against 27 ms at width 50,
-    batch 128). Carried in, the slice is its own small copy and the maths is unchanged.
-    (Prefetching the kept activations in the backward loop the same way measured slower,
-    101 ms against 78 ms, so the backward loop reads them in place.)
+    iteration made a deep forward pass about twice as slow. Carried in, the slice is its
+    own small copy and the maths is unchanged. (Prefetching the kept activations in the
+    backward loop the same way measured slower, so the backward loop reads them in place.)
     """
     return stacked[tf.clip_by_value(i, 0, stacked.shape[0] - 1)]
 
@@ -76,8 +75,7 @@ def compiled_functions(activation):
     def loop(x, kernel, bias, keep: bool):
         # Iteration i stores layer i's input and pre-activation. (Storing them one
         # iteration late, outside the layer's fusion, was faster for a batch of 128 but
-        # slower for the batch slices of 64 that two streams run: 27 ms against 22 ms for a
-        # depth-1000 training forward pass.)
+        # slower for the batch slices of 64 that two streams run.)
         depth = kernel.shape[0]
         inputs = tf.TensorArray(x.dtype, size=depth, element_shape=x.shape)
         pres = tf.TensorArray(x.dtype, size=depth, element_shape=(x.shape[0], 2 * x.shape[1]))
@@ -106,7 +104,7 @@ def compiled_functions(activation):
         """dx, every layer's dpre [depth, batch, 2*width] and the bias gradient.
 
         The kernel gradient (one batched matmul of inputs and dpres) is left to TensorFlow's
-        own BatchMatMul, which took 12 ms here against XLA:CPU's 25 ms at depth 1000.
+        own BatchMatMul, which measured about twice as fast as XLA:CPU's.
         """
         depth = kernel.shape[0]
 
@@ -118,8 +116,7 @@ def compiled_functions(activation):
                 h, t = _gates(pre, activation)
                 y = highway_combine(x, h, t)
             dx_carry, dpre = tape.gradient(y, [x, pre], output_gradients=dy)
-            # transpose_b: transposing the whole kernel first cost 34 ms against 23-28 ms
-            # (depth 1000, batch 64) for the same loop.
+            # transpose_b: transposing the whole kernel first measured slower.
             dx = dx_carry + tf.matmul(dpre, kernel[j], transpose_b=True)
             return i + 1, dx, dpres.write(j, dpre)
 
@@ -155,8 +152,8 @@ def default_streams() -> int:
     """2 where TensorFlow may run two ops at once, else 1.
 
     With one inter-op thread (a joblib job's share of a 2-core machine, for example) two
-    streams would run one after the other and only add work: 116-135 against 108 ms at
-    depth 1000 (`python -m highway_study.benchmark_stack --threads 1`).
+    streams would run one after the other and only add work
+    (`python -m highway_study.benchmark_stack --threads 1` shows it).
     """
     threads = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 1
     return min(MAX_DEFAULT_STREAMS, threads)
@@ -169,8 +166,7 @@ def highway_stack(x, kernel, bias, activation, training: bool = True,
     With `training=False` nothing is kept for a backward pass (evaluation, prediction).
     `streams` cuts the batch into that many slices, each run through its own compiled
     loop: the loops are independent, so TensorFlow runs them side by side on its inter-op
-    threads, while one XLA loop keeps one core busy (depth 1000, batch 128, width 50,
-    2 cores: 112 ms against 78 ms per forward and backward pass). Results equal the
+    threads, while one XLA loop keeps one core busy. Results equal the
     one-stream ones up to float rounding (the kernel gradient is a sum over slices).
     None: `default_streams()`.
     """

@@ -1,4 +1,4 @@
-"""Convolutional networks of the study (`highway_conv`, `plain_conv`) as keras.Sequential.
+"""Convolutional models (`highway_conv`, `plain_conv`) as keras.Sequential.
 
 Flat input -> reshape to the data's image shape -> first convolution to `width` channels
 (the input projection) -> `depth` highway (or plain) convolutions of `width` channels, each
@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import keras
 
-from highway_study.config import CONV_MODELS, ConfigError
-from highway_study.conv_layers import HighwayConv2D
+from highway_study.config import ConfigError
+from highway_study.models.common import classifier, layer_args, sequential
+from highway_study.nn.conv import HighwayConv2D
 
-__all__ = ["CONV_MODELS", "build_conv_model"]
 
-
-def build_conv_model(cfg, num_features: int, num_classes: int, image_shape) -> keras.Sequential:
+def build(cfg, num_features: int, num_classes: int, image_shape) -> keras.Sequential:
     """Build the conv model that `cfg` describes for images of `image_shape` (H, W, C)."""
-    from highway_study.models import classifier, layer_args
-
     mcfg = cfg.model
     image_shape = _checked_image_shape(cfg, num_features, image_shape)
     conv_args = layer_args(mcfg)
@@ -41,7 +38,7 @@ def build_conv_model(cfg, num_features: int, num_classes: int, image_shape) -> k
                   else keras.layers.GlobalAveragePooling2D(name="global_average"))
     layers += _dropout(mcfg.dropout, "dropout_readout")
     layers.append(classifier(num_classes, conv_args))
-    return keras.Sequential(layers, name=mcfg.name)
+    return sequential(layers, mcfg.name)
 
 
 def _hidden_layer(cfg, index: int, conv_args):

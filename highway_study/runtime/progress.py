@@ -18,7 +18,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
-from highway_study import records
+from highway_study import record
 
 log = logging.getLogger("highway_study.progress")
 PROGRESS_FILE = "progress.jsonl"
@@ -36,8 +36,11 @@ class SweepProgress(Callback):
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         run_dir = Path(config.hydra.runtime.output_dir)
-        summary = records.read_summary(run_dir) or {}
-        status = summary.get("status") or "failed"
+        try:
+            summary = record.read_summary(run_dir)
+        except (ValueError, OSError):  # a corrupt record counts as a failed run
+            summary = None
+        status = summary.status if summary is not None else "failed"
         sweep_dir = Path(config.hydra.sweep.dir)
         _append(sweep_dir, {"event": "end", "run": run_dir.name, "status": status,
                             "time": time.time()})

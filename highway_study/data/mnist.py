@@ -1,4 +1,4 @@
-"""Finding MNIST's four IDX files: explicit folder, $HIGHWAY_STUDY_DATA, user cache, download.
+"""MNIST: find its four IDX files (explicit folder, $HIGHWAY_STUDY_DATA, cache, download), load them.
 
 Downloads go to the cache once, from the first public mirror that answers, and every file
 is verified by the MD5 of its decompressed bytes (the published checksums), so a
@@ -14,6 +14,11 @@ import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
+
+import numpy as np
+
+from highway_study.data.dataset import Dataset, split
+from highway_study.data.idx import read_idx
 
 ENV_VAR = "HIGHWAY_STUDY_DATA"
 
@@ -132,3 +137,19 @@ def verify(path: Path, md5: str) -> None:
             f"{path} does not match the published checksum (MD5 {digest.hexdigest()}, "
             f"expected {md5}): delete it so that it is fetched again."
         )
+
+
+def load(cfg, seed: int) -> Dataset:
+    """MNIST from the IDX files `locate` finds; `cfg.val_size` training images held out."""
+    files = locate(cfg.path, download=cfg.download)
+    arrays = {name: read_idx(path) for name, path in files.items()}
+    x_train = _images(arrays["train-images-idx3-ubyte"])
+    y_train = arrays["train-labels-idx1-ubyte"].astype(np.int32)
+    x_test = _images(arrays["t10k-images-idx3-ubyte"])
+    y_test = arrays["t10k-labels-idx1-ubyte"].astype(np.int32)
+    x_train, y_train, x_val, y_val = split(x_train, y_train, cfg.val_size, seed)
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, 10, (28, 28, 1))
+
+
+def _images(raw: np.ndarray) -> np.ndarray:
+    return (raw.reshape(len(raw), -1) / 255.0).astype(np.float32)

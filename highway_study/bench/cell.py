@@ -1,7 +1,7 @@
 """One benchmark cell: a model built as training builds it, timed one window at a time.
 
-Runs in its own process (`python -m highway_study.benchmark_cell SPEC`), driven by
-`highway_study.benchmark` over stdin/stdout, one JSON line per answer:
+Runs in its own process (`python -m highway_study.bench.cell SPEC`), driven by
+`highway_study.bench.benchmark` over stdin/stdout, one JSON line per answer:
 - on start it builds the model, runs the warm-up steps and answers
   {"build_first_step_s": ...} (seconds from building the model to the end of the first
   training step; TensorFlow's import is not included);
@@ -31,7 +31,7 @@ VARIANTS = {
                           "stacked weights, tf.foldl, whole train step compiled by XLA "
                           "(needs op determinism off: Keras drops jit_compile otherwise)"),
     "scan": ({"model.implementation": "scan"}, {}, True,
-             "the default: XLA-compiled loops with a hand-written gradient (fast_stack.py), "
+             "the default: XLA-compiled loops with a hand-written gradient (nn/fast_stack.py), "
              "the batch cut into slices run side by side (model.streams=null: 2 slices where "
              "TensorFlow has two inter-op threads)"),
     "scan_1stream": ({"model.implementation": "scan", "model.streams": 1}, {}, True,
@@ -54,7 +54,8 @@ class Cell:
 
         from highway_study.config import Config
         from highway_study.models import build_model
-        from highway_study.train import make_loss, make_optimizer, seed_everything, to_dataset
+        from highway_study.training import seed_everything
+        from highway_study.training.optim import make_loss, make_optimizer, to_dataset
 
         overrides, compile_args, determinism, _ = VARIANTS[variant]
         cfg = OmegaConf.structured(Config)

@@ -15,8 +15,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from highway_study import records
-from highway_study.models import gate_activity
+from highway_study import record
+from highway_study.models.probes import gate_activity
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class RunRecorder(keras.callbacks.Callback):
             "seconds": time.perf_counter() - self._epoch_start,
             "gate_activity": [] if self.diverged else gate_activity(self.model, self.gate_batch),
         }
-        records.append_metrics(self.run_dir, row)
+        record.append_metrics(self.run_dir, row)
         self.history.append(row)
         self._to_tensorboard(row)
         self._progress(row)

@@ -3,8 +3,8 @@
 H and T are convolutions with SAME padding and as many output channels as input channels,
 so a stack of any depth keeps the image shape (pooling, where wanted, is a separate layer).
 The carry bias initialises T's bias (not H's), so a negative value starts the layer near a
-pure carry. The maths of the combination lives in `layers.highway_combine`, shared with the
-dense layers; the gate interface (`num_gates`, `gate_activity`, `get/set_transform_bias`) is
+pure carry. The maths of the combination lives in `nn.fast_stack.highway_combine`, shared with
+the dense layers; the gate interface (`num_gates`, `gate_activity`, `get/set_transform_bias`) is
 the dense layer's, so gate records and lesioning treat both alike.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from highway_study.gates import SingleGate
-from highway_study.layers import HighwayLayer, highway_combine
+from highway_study.nn.gates import SingleGate
+from highway_study.nn.highway import HighwayLayer, highway_combine
 
 
 @keras.saving.register_keras_serializable(package="highway_study")

@@ -1,0 +1,191 @@
+"""The run record: the one contract between training and analysis.
+
+A run folder holds `metrics.jsonl` (one JSON object per finished epoch, appended and flushed
+as the epoch ends) and `summary.json` (written once, atomically, when the run ends). A killed
+run therefore leaves every finished epoch readable and either no summary or a whole one.
+
+`Summary` is the one type of summary.json: training, the runtime's failure and interrupt
+records and the analysis all write or read it through this module. It imports neither
+TensorFlow nor Hydra, so the analysis can use it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA = 1
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+STATUSES = ("completed", "diverged", "failed", "interrupted")
+FINISHED = ("completed", "diverged")  # results: a rerun does not train them again
+# Summary fields a sweep may maximise (`optimized_metric` in the config).
+OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy")
+
+
+class RecordError(ValueError):
+    """A summary.json that is not a readable highway_study run record; one sentence."""
+
+
+@dataclass
+class Summary:
+    """What summary.json holds (README, "The run record"). Missing values are None."""
+
+    status: str
+    config: dict
+    error: str | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    best_val_accuracy: float | None = None
+    final_val_accuracy: float | None = None
+    threshold: float | None = None
+    epochs_to_threshold: int | None = None
+    steps_to_threshold: int | None = None
+    epochs: int = 0
+    steps: int = 0
+    params: int | None = None
+    wall_seconds: float | None = None
+    gate_activity: list = field(default_factory=list)
+    lesion: list | None = None
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data) -> Summary:
+        """A Summary from parsed JSON; RecordError when it is not a run record we can read.
+
+        Keys this version does not know are ignored, and keys it lacks take their defaults,
+        so records written by earlier and later versions of schema 1 are read alike.
+        """
+        if not isinstance(data, dict) or "schema" not in data:
+            raise RecordError("summary.json is not a highway_study run record (no schema)")
+        if data["schema"] != SCHEMA:
+            raise RecordError(f"unknown schema {data['schema']!r} (this version reads {SCHEMA})")
+        if data.get("status") not in STATUSES or not isinstance(data.get("config"), dict):
+            raise RecordError("summary.json lacks a known status or the config")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        return cls(**values)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+
+def failed(config: dict, message: str, rows=()) -> Summary:
+    """The record of a run that could not train (bad data, a crash): status failed."""
+    return Summary(status="failed", error=message, config=config, **progress(list(rows)))
+
+
+def interrupted(config: dict, message: str, rows=(), wall_seconds=None) -> Summary:
+    """The record of a run stopped by a signal; rerunning resumes it."""
+    return Summary(status="interrupted", error=message, config=config,
+                   wall_seconds=wall_seconds, **progress(list(rows)))
+
+
+def progress(rows: list[dict]) -> dict:
+    """What finished epochs say about a run: epochs, steps, best and last validation accuracy."""
+    val = [row["val_accuracy"] for row in rows if row.get("val_accuracy") is not None]
+    return {
+        "epochs": len(rows),
+        "steps": rows[-1].get("step", 0) if rows else 0,
+        "best_val_accuracy": max(val) if val else None,
+        "final_val_accuracy": val[-1] if val else None,
+    }
+
+
+def first_reaching(rows: list[dict], threshold: float) -> tuple[int | None, int | None]:
+    """(epoch, step) of the first metrics row whose val_accuracy reaches `threshold`, or
+    (None, None): the one definition of "converged" that training and analysis share."""
+    for row in rows:
+        accuracy = row.get("val_accuracy")
+        if accuracy is not None and accuracy >= threshold:
+            return row.get("epoch"), row.get("step")
+    return None, None
+
+
+def objective(summary: Summary, metric: str = "best_val_accuracy") -> float:
+    """What a sweep maximises: `metric` of a completed run, 0 for any other run (a diverged or
+    failed run must not crash the sweeper, which rejects NaN)."""
+    if metric not in OBJECTIVES:
+        raise ValueError(f"optimized_metric={metric!r}: use one of {', '.join(OBJECTIVES)}.")
+    value = getattr(summary, metric)
+    if summary.status != "completed" or value is None or not math.isfinite(value):
+        return 0.0
+    return float(value)
+
+
+def append_metrics(run_dir, row: dict) -> None:
+    """Append one epoch's metrics as a JSON line, flushed to disk."""
+    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(_finite_or_none(row)) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """Every complete line of metrics.jsonl (a half-written last line is ignored)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def rewrite_metrics(run_dir, rows: list[dict]) -> None:
+    """Replace metrics.jsonl by `rows` atomically (a resume cuts it back to its checkpoint)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists() and not rows:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(_finite_or_none(row)) + "\n" for row in rows),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_summary(run_dir, summary: Summary) -> Path:
+    """Write summary.json atomically (temp file in the same folder, then rename)."""
+    target = Path(run_dir) / SUMMARY_FILE
+    payload = json.dumps(_finite_or_none(summary.to_dict()), indent=2)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=run_dir, prefix=".summary.", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as stream:
+        stream.write(payload + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(stream.name, target)
+    return target
+
+
+def read_summary(run_dir) -> Summary | None:
+    """The run's summary, or None when the run has not finished (no summary.json).
+
+    Raises json.JSONDecodeError for a corrupt file and RecordError for one that is not a
+    run record of a schema this version reads.
+    """
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.exists():
+        return None
+    return Summary.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _finite_or_none(value):
+    """JSON has no NaN/inf: record them as null so every reader can parse the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value

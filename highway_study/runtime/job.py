@@ -1,0 +1,134 @@
+"""One job of a run or sweep: skip, train or resume, and always leave a run record.
+
+- A run folder whose summary says `completed` or `diverged` holds a result: it is not
+  trained again and its recorded objective is returned (refused, in one sentence, when it
+  was made with another config);
+- any other run trains (resuming from its checkpoint; see training.checkpoint);
+- SIGTERM or Ctrl-C stops it at the next safe point with status `interrupted`;
+- user errors (missing or corrupt data) end a single run with one sentence and exit code 1;
+  in a sweep every failure is recorded as status `failed` and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from highway_study import record
+from highway_study.config import ConfigError
+from highway_study.data.idx import IdxError
+from highway_study.data.mnist import ChecksumError, DataNotFoundError
+from highway_study.runtime.signals import StopRequests
+
+log = logging.getLogger("highway_study")
+
+# Exceptions caused by the user's input, reported in one sentence without traceback.
+USER_ERRORS = (DataNotFoundError, IdxError, ChecksumError, ConfigError)
+
+
+class ConfigChanged(RuntimeError):
+    """The run folder holds a finished run of another config; the message is one sentence."""
+
+
+def run_job(cfg, run_dir: Path, multirun: bool) -> float:
+    """Train (or skip) the run `cfg` describes in `run_dir`; return its objective."""
+    from highway_study.training import Interrupted, train  # TensorFlow loads here
+
+    try:  # a finished run in this folder (a rerun sweep) is not trained again
+        recorded = recorded_objective(run_dir, cfg)
+    except ConfigChanged as error:  # refuse without touching its record
+        return refuse(str(error), multirun, exit_code=1)
+    if recorded is not None:
+        log.info("%s: already finished, not trained again", run_dir.name)
+        return recorded
+    with StopRequests() as stop:
+        try:
+            summary = train(cfg, run_dir, verbose=not multirun, should_stop=stop)
+        except (Interrupted, KeyboardInterrupt) as interrupt:  # stop the sweep too
+            seconds = getattr(interrupt, "seconds", None)
+            print(record_interruption(run_dir, cfg, stop.name, seconds), file=sys.stderr)
+            sys.exit(stop.exit_code)
+        except USER_ERRORS as error:
+            record_failure(run_dir, cfg, str(error))
+            return refuse(str(error), multirun, exit_code=1)
+        except Exception as error:  # noqa: BLE001 - one broken run must not end a sweep
+            record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
+            if not multirun:
+                raise
+            log.exception("run failed; recorded as status failed")
+            return 0.0
+    if multirun:
+        log.info("%s: %s, best val acc %s, %.0f s", run_dir.name, summary.status,
+                 _pct(summary.best_val_accuracy), summary.wall_seconds)
+    if stop():  # the signal came after the last epoch: the run is done, the sweep stops
+        sys.exit(stop.exit_code)
+    return record.objective(summary, cfg.optimized_metric)
+
+
+def recorded_objective(run_dir, cfg) -> float | None:
+    """The objective of the finished run in `run_dir`, or None when it has to be trained.
+
+    Raises ConfigChanged when the finished run used a different config, so that it is
+    neither overwritten nor silently reported for the new config.
+    """
+    summary = record.read_summary(run_dir)
+    if summary is None or not summary.finished:
+        return None
+    current = json.loads(json.dumps(_config(cfg)))
+    changed = sorted(_changed_keys(summary.config, current))
+    if changed:
+        raise ConfigChanged(
+            f"{run_dir} already holds a finished run whose config differs in "
+            f"{', '.join(changed)}: rerun into a new hydra.sweep.dir (or delete that folder)."
+        )
+    return record.objective(summary, cfg.optimized_metric)
+
+
+def _changed_keys(old: dict, new: dict, prefix: str = "") -> set[str]:
+    """Keys whose values differ. A key only one side has (added or dropped by a code update)
+    does not count: it cannot have changed what the finished run measured."""
+    keys = set()
+    for key in old.keys() & new.keys():
+        a, b = old[key], new[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys |= _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.add(f"{prefix}{key}")
+    return keys
+
+
+def refuse(message: str, multirun: bool, exit_code: int) -> float:
+    """End a run on the user's mistake: in a sweep log it and score 0 so the sweep goes on;
+    alone, print the one sentence and exit with `exit_code` (no traceback)."""
+    if multirun:
+        log.error("%s", message)
+        return 0.0
+    print(message, file=sys.stderr)
+    sys.exit(exit_code)
+
+
+def record_failure(run_dir: Path, cfg, message: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record.write_summary(run_dir, record.failed(_config(cfg), message,
+                                                record.read_metrics(run_dir)))
+
+
+def record_interruption(run_dir, cfg, why: str, seconds=None) -> str:
+    """Write summary.json with status `interrupted` from the epochs on disk; return the message."""
+    rows = record.read_metrics(run_dir)
+    message = (f"{run_dir}: interrupted by {why} after epoch {len(rows)}; rerun the same command "
+               "with this folder as hydra.run.dir (or its sweep's hydra.sweep.dir) to resume.")
+    record.write_summary(run_dir, record.interrupted(_config(cfg), message, rows, seconds))
+    return message
+
+
+def _config(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"

@@ -1,0 +1,131 @@
+"""Train one configuration: data -> model -> fit -> test -> run record.
+
+`train(cfg, run_dir)` is a plain function: no signal handlers, no sys.exit, no process-wide
+state beyond TensorFlow's own. It resumes from the run folder's checkpoint when there is
+one, writes metrics.jsonl as epochs end and summary.json at the end, and returns the
+Summary. Asked to stop (`should_stop` returns True between steps) it saves what it has and
+raises `Interrupted`; the caller decides what that means for the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import tensorflow as tf
+from omegaconf import OmegaConf
+
+from highway_study import data as data_lib
+from highway_study import record
+from highway_study.models import build_model, count_params
+from highway_study.models.lesion import lesion_accuracies
+from highway_study.training import checkpoint
+from highway_study.training.optim import make_loss, make_optimizer, to_dataset
+from highway_study.training.recorder import RunRecorder
+
+log = logging.getLogger(__name__)
+GATE_BATCH = 256
+
+__all__ = ["Interrupted", "evaluate", "seed_everything", "train"]
+
+
+class Interrupted(Exception):
+    """Training stopped because `should_stop` said so; every finished epoch is on disk."""
+
+    def __init__(self, epochs: int, seconds: float):
+        super().__init__(f"stopped after epoch {epochs}")
+        self.epochs = epochs
+        self.seconds = seconds
+
+
+def seed_everything(seed: int) -> None:
+    """A fresh Keras state and every random generator seeded: the run repeats exactly, and
+    nothing a previous run in the same process left behind (layer names, seed generators,
+    graphs) leaks in."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train(cfg, run_dir, verbose: bool = True,
+          should_stop: Callable[[], bool] | None = None) -> record.Summary:
+    """Train the configured model, write its run record and return the summary."""
+    start = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+
+    dataset = data_lib.load(cfg.data, cfg.seed)
+    model = build_model(cfg, dataset.num_features, dataset.num_classes,
+                        image_shape=dataset.image_shape)
+    model.compile(
+        optimizer=make_optimizer(cfg.optimizer),
+        loss=make_loss(cfg.loss_reduction),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent"),
+        ],
+    )
+    steps_per_epoch = math.ceil(len(dataset.x_train) / cfg.batch_size)
+    epochs = cfg.epochs if cfg.max_steps is None else math.ceil(cfg.max_steps / steps_per_epoch)
+    log.info("%s: depth %d, width %d, carry_bias %g, %d parameters, %d epochs of %d steps",
+             cfg.model.name, cfg.depth, cfg.width, cfg.carry_bias, count_params(model),
+             epochs, steps_per_epoch)
+
+    tensorboard_dir = run_dir / "tensorboard" if cfg.tensorboard else None
+    recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
+                           tensorboard_dir, history=checkpoint.restore_history(run_dir))
+    stopper = checkpoint.StopWhenAsked(should_stop or (lambda: False))
+    callbacks = [recorder, checkpoint.checkpoint_callback(run_dir), stopper]
+    if cfg.patience is not None:  # train until validation accuracy stops improving
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_accuracy", patience=cfg.patience, mode="max"))
+    if tensorboard_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))
+    try:
+        model.fit(
+            to_dataset(dataset.x_train, dataset.y_train, cfg.batch_size, seed=cfg.seed),
+            validation_data=to_dataset(dataset.x_val, dataset.y_val, 1024),
+            epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False,
+        )
+    except checkpoint.StopRequested:
+        raise Interrupted(len(recorder.history), time.perf_counter() - start) from None
+    summary = summarize(cfg, model, dataset, recorder)
+    summary.wall_seconds = time.perf_counter() - start
+    record.write_summary(run_dir, summary)
+    return summary
+
+
+def summarize(cfg, model, dataset, recorder) -> record.Summary:
+    """The run's Summary from its history, with test accuracy and lesions when it trained."""
+    history = recorder.history
+    epoch, step = record.first_reaching(history, cfg.threshold)
+    summary = record.Summary(
+        status="diverged" if recorder.diverged else "completed",
+        config=OmegaConf.to_container(cfg, resolve=True),
+        **record.progress(history),
+        threshold=cfg.threshold,
+        epochs_to_threshold=epoch,
+        steps_to_threshold=step,
+        params=count_params(model),
+        gate_activity=history[-1]["gate_activity"] if history else [],
+    )
+    if not recorder.diverged:
+        summary.test_loss, summary.test_accuracy = evaluate(model, dataset.x_test, dataset.y_test)
+        if cfg.lesion_every:
+            summary.lesion = lesion_accuracies(
+                model, lambda m: evaluate(m, dataset.x_val, dataset.y_val)[1], cfg.lesion_every)
+        log.info("test accuracy %.2f%% (best validation %.2f%%)",
+                 100 * summary.test_accuracy, 100 * summary.best_val_accuracy)
+    return summary
+
+
+def evaluate(model, x, y) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on (x, y)."""
+    results = model.evaluate(to_dataset(x, y, 1024), verbose=0, return_dict=True)
+    return float(results["xent"]), float(results["accuracy"])
