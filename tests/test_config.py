@@ -46,6 +46,7 @@ def test_command_line_beats_model_defaults():
     ("max_steps=0", "max_steps=0", ">= 1"),
     ("patience=0", "patience=0", ">= 1"),
     ("model.streams=0", "model.streams=0", ">= 1"),
+    ("optimized_metric=loss", "optimized_metric='loss'", "best_val_accuracy"),
 ])
 def test_bad_values_raise_one_sentence_naming_key_value_and_range(override, key, allowed):
     with pytest.raises(ConfigError) as error:

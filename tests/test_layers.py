@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from highway_study.nn.highway import HighwayDense, HighwayStack
+from highway_study.nn.residual import ResidualDense
 
 
 def numpy_highway(x, w_h, b_h, w_t, b_t):
@@ -111,3 +112,16 @@ def test_stack_transform_bias_access_and_bounds():
     np.testing.assert_array_equal(stack.get_transform_bias(0), np.full(4, -2.0))
     with pytest.raises(IndexError, match="out of range"):
         stack.get_transform_bias(3)
+
+
+def test_residual_dense_matches_numpy_reference_and_round_trips_its_config():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 6)).astype(np.float32)
+    kernel = rng.normal(0, 0.3, (6, 6)).astype(np.float32)
+    bias = rng.normal(0, 0.1, 6).astype(np.float32)
+    layer = ResidualDense(activation="tanh")
+    layer.build((None, 6))
+    layer.set_weights([kernel, bias])
+    np.testing.assert_allclose(layer(x), x + np.tanh(x @ kernel + bias), rtol=1e-5, atol=1e-6)
+    clone = ResidualDense.from_config(layer.get_config())
+    assert keras.activations.serialize(clone.activation) == "tanh"

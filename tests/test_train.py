@@ -7,7 +7,8 @@ import math
 from compose import compose_config
 from highway_study import record
 from highway_study.record import objective
-from highway_study.training import train
+from highway_study.runtime.job import run_job
+from highway_study.training import Interrupted, train
 
 FAST = ("data=synthetic", "depth=3", "width=16", "epochs=2", "batch_size=32")
 
@@ -92,3 +93,38 @@ def test_patience_stops_when_validation_accuracy_stalls(tmp_path):
                          "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
     assert summary.status == "completed" and summary.epochs == 3
+
+
+def test_train_is_a_plain_function_that_stops_when_asked_and_resumes(tmp_path):
+    """should_stop ends training between steps with Interrupted; the finished epochs and
+    the checkpoint stay, and calling train() again finishes the run from there."""
+    import signal
+
+    cfg = compose_config(*FAST, "epochs=3", "tensorboard=false")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    epochs_seen = []
+
+    def stop_in_epoch_two():
+        epochs_seen.append(len(record.read_metrics(tmp_path)))
+        return epochs_seen[-1] >= 1
+
+    try:
+        train(cfg, tmp_path, verbose=False, should_stop=stop_in_epoch_two)
+    except Interrupted as stop:
+        assert stop.epochs == 1
+    else:
+        raise AssertionError("train() did not stop when asked")
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # no handlers left
+    assert [row["epoch"] for row in record.read_metrics(tmp_path)] == [1]
+    assert record.read_summary(tmp_path) is None and (tmp_path / "checkpoint").is_dir()
+    summary = train(cfg, tmp_path, verbose=False)
+    assert summary.status == "completed" and summary.epochs == 3
+    assert [row["epoch"] for row in record.read_metrics(tmp_path)] == [1, 2, 3]
+
+
+def test_the_sweep_objective_is_the_metric_the_config_names(tmp_path):
+    cfg = compose_config(*FAST, "epochs=1", "tensorboard=false",
+                         "optimized_metric=test_accuracy")
+    value = run_job(cfg, tmp_path, multirun=True)
+    summary = record.read_summary(tmp_path)
+    assert value == summary.test_accuracy != summary.best_val_accuracy
