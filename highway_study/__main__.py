@@ -25,6 +25,19 @@ from highway_study.runtime.threads import job_threads, limit_threads
 register_configs()
 
 
+def _register_population_launcher() -> None:
+    """Hydra finds launchers by walking the hydra_plugins namespace, which cannot see into
+    an editable install: register hydra/launcher=population's class by hand (a regular
+    install is found by the walk, and registering twice is harmless)."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.highway_study_population import PopulationLauncher
+
+    Plugins.instance()._register(PopulationLauncher)
+
+
+_register_population_launcher()
+
+
 @hydra.main(version_base="1.3", config_path="pkg://highway_study.conf", config_name="config")
 def main(cfg) -> float:
     hydra_cfg = HydraConfig.get()

@@ -78,7 +78,8 @@ def compiled_functions(activation):
         # slower for the batch slices of 64 that two streams run.)
         depth = kernel.shape[0]
         inputs = tf.TensorArray(x.dtype, size=depth, element_shape=x.shape)
-        pres = tf.TensorArray(x.dtype, size=depth, element_shape=(x.shape[0], 2 * x.shape[1]))
+        pres = tf.TensorArray(x.dtype, size=depth,
+                              element_shape=x.shape[:-1].concatenate([2 * x.shape[-1]]))
 
         def body(i, y, bias_i, inputs, pres):
             y_next, pre, _ = layer(y, kernel[i], bias_i)
@@ -101,7 +102,8 @@ def compiled_functions(activation):
 
     @tf.function(jit_compile=True)
     def backward(dy, inputs, pres, kernel):
-        """dx, every layer's dpre [depth, batch, 2*width] and the bias gradient.
+        """dx, every layer's dpre [depth, (members,) batch, 2*width] and the bias gradient
+        (summed over the batch; a member axis keeps the bias's [depth, members, 1, 2*width]).
 
         The kernel gradient (one batched matmul of inputs and dpres) is left to TensorFlow's
         own BatchMatMul, which measured about twice as fast as XLA:CPU's.
@@ -123,15 +125,16 @@ def compiled_functions(activation):
         dpres = tf.TensorArray(dy.dtype, size=depth, element_shape=pres.shape[1:])
         _, dx, dpres = tf.while_loop(lambda i, *_: i < depth, body, (tf.constant(0), dy, dpres))
         dpres = dpres.stack()
-        return dx, dpres, tf.reduce_sum(dpres, axis=1)
+        return dx, dpres, tf.reduce_sum(dpres, axis=-2, keepdims=len(dpres.shape) == 4)
 
     @tf.function(jit_compile=True)
     def gate_means(x, kernel, bias):
         def step(carry, weights):
             y, _, t = layer(carry[0], *weights)
-            return y, tf.reduce_mean(t)
+            return y, tf.reduce_mean(t, axis=[-2, -1])  # per member, if there is a member axis
 
-        return tf.scan(step, (kernel, bias), initializer=(x, tf.zeros((), x.dtype)))[1]
+        means = tf.zeros(x.shape[:-2], x.dtype)
+        return tf.scan(step, (kernel, bias), initializer=(x, means))[1]
 
     return forward, forward_keep, backward, gate_means
 
@@ -162,6 +165,10 @@ def default_streams() -> int:
 def highway_stack(x, kernel, bias, activation, training: bool = True,
                   streams: int | None = None):
     """Apply the stacked highway layers to x [batch, width]; differentiable in all inputs.
+
+    The same code trains a population of networks side by side (training.population):
+    x [members, batch, width], kernel [depth, members, width, 2*width] and bias
+    [depth, members, 1, 2*width]; every member's maths is then its own, as if alone.
 
     With `training=False` nothing is kept for a backward pass (evaluation, prediction).
     `streams` cuts the batch into that many slices, each run through its own compiled
@@ -201,5 +208,6 @@ def _concat(parts):
 
 
 def gate_means(x, kernel, bias, activation):
-    """Mean transform-gate value of every layer on the batch x, shape [depth]."""
+    """Mean transform-gate value of every layer on the batch x: shape [depth], or
+    [depth, members] for a population's stacked weights."""
     return compiled_functions(activation)[3](x, kernel, bias)

@@ -24,7 +24,7 @@ from highway_study import record
 from highway_study.models import build_model, count_params
 from highway_study.models.lesion import lesion_accuracies
 from highway_study.training import checkpoint
-from highway_study.training.optim import make_loss, make_optimizer, to_dataset
+from highway_study.training.optim import make_loss, make_optimizer, ordered_batches, to_dataset
 from highway_study.training.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,11 @@ def train(cfg, run_dir, verbose: bool = True,
             log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))
     try:
         model.fit(
-            to_dataset(dataset.x_train, dataset.y_train, cfg.batch_size, seed=cfg.seed),
+            ordered_batches(dataset.x_train, dataset.y_train, cfg.batch_size, cfg.seed,
+                            first_epoch=len(recorder.history), epochs=epochs),
             validation_data=to_dataset(dataset.x_val, dataset.y_val, 1024),
-            epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False,
+            steps_per_epoch=steps_per_epoch, epochs=epochs, callbacks=callbacks, verbose=0,
+            shuffle=False,
         )
     except checkpoint.StopRequested:
         raise Interrupted(len(recorder.history), time.perf_counter() - start) from None
