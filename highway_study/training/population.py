@@ -265,15 +265,22 @@ class _Population:
         return sums / count, correct / count
 
     def gate_activity(self, xs: list) -> np.ndarray:
-        """[members, depth] mean transform-gate activity on each member's gate batch."""
-        parts = []
+        """[members, depth] mean transform-gate activity on each member's gate batch.
+
+        Member by member, with exactly a run alone's computation: a batched mean would sum
+        in an order that depends on the population's size, and a member's record would
+        then depend on who else trained beside it.
+        """
+        rows = []
         for group, part in zip(self.groups, self.slices):
-            x = tf.constant(np.stack(xs[part]))
-            h = self.activation(tf.matmul(x, group.w_in) + group.b_in)
-            means = fast_stack.gate_means(h, tf.convert_to_tensor(group.kernel),
-                                          tf.convert_to_tensor(group.bias), self.activation)
-            parts.append(np.asarray(means).T)
-        return np.concatenate(parts, 0)
+            kernel, bias = group.kernel.numpy(), group.bias.numpy()
+            w_in, b_in = group.w_in.numpy(), group.b_in.numpy()
+            for i, x in enumerate(xs[part]):
+                h = self.activation(tf.matmul(x, w_in[i]) + b_in[i, 0])
+                rows.append(np.asarray(fast_stack.gate_means(
+                    h, tf.constant(kernel[:, i]), tf.constant(bias[:, i, 0]),
+                    self.activation)))
+        return np.stack(rows)
 
     def shut_gate(self, layer: int):
         """Force layer `layer`'s transform gate shut in every member; returns a restorer."""
