@@ -37,8 +37,10 @@ def rows(run_dir):
             for row in record.read_metrics(run_dir)]
 
 
-def test_a_member_trains_as_it_would_alone(tmp_path):
-    cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005))
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+def test_a_member_trains_as_it_would_alone(tmp_path, optimizer):
+    cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005),
+                   extra=(f"optimizer={optimizer}",))
     together = pop.train_population(cfgs, [tmp_path / f"p{i}" for i in range(3)], groups=2)
     for i, cfg in enumerate(cfgs):
         alone = train(cfg, tmp_path / f"a{i}", verbose=False)

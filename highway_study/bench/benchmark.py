@@ -50,12 +50,14 @@ def flops_per_step(depth: int, width: int, batch: int) -> int:
 class CellProcess:
     """A running benchmark_cell, spoken to one JSON line at a time."""
 
-    def __init__(self, variant: str, depth: int, args):
+    def __init__(self, variant: str, depth: int, args, **extra):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
         if args.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = "-1"
-        spec = dict(variant=variant, depth=depth, width=args.width, batch=args.batch_size,
-                    steps=args.steps)
+        spec = dict(depth=depth, width=args.width, batch=args.batch_size, steps=args.steps,
+                    **extra)
+        if not extra.get("population"):
+            spec["variant"] = variant
         self.row = {"variant": variant, "depth": depth, "width": args.width,
                     "batch_size": args.batch_size}
         self.stderr = tempfile.TemporaryFile(mode="w+")
@@ -76,12 +78,24 @@ class CellProcess:
 
     def ask(self, command: str | None, on_reply) -> None:
         """Send `command` (None: just listen), hand the next JSON reply to on_reply."""
+        if command is not None:
+            self.send(command)
+        self.receive(on_reply)
+
+    def send(self, command: str) -> None:
+        """Send `command` without waiting (cells then work side by side)."""
         if not self.alive:
             return
         try:
-            if command is not None:
-                self.proc.stdin.write(command + "\n")
-                self.proc.stdin.flush()
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.fail()
+
+    def receive(self, on_reply) -> None:
+        if not self.alive:
+            return
+        try:
             for line in self.proc.stdout:
                 if line.startswith("{"):
                     on_reply(json.loads(line))
@@ -100,7 +114,10 @@ class CellProcess:
         self.close()
 
     def window(self) -> None:
-        self.ask("window", lambda reply: self.rates.append(reply["steps_per_s"]))
+        self.ask("window", self.record_window)
+
+    def record_window(self, reply: dict) -> None:
+        self.rates.append(reply["steps_per_s"])
 
     def finish(self, flops: int) -> dict:
         self.ask("done", lambda reply: self.row.update(reply))

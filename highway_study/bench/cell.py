@@ -47,7 +47,8 @@ VARIANTS = {
 class Cell:
     """A compiled model on random MNIST-shaped data (784 features, 10 classes)."""
 
-    def __init__(self, variant: str, depth: int, width: int, batch: int, steps: int):
+    def __init__(self, variant: str, depth: int, width: int, batch: int, steps: int,
+                 threads: int | None = None):
         import keras
         import numpy as np
         from omegaconf import OmegaConf
@@ -57,6 +58,7 @@ class Cell:
         from highway_study.training import seed_everything
         from highway_study.training.optim import make_loss, make_optimizer, to_dataset
 
+        limit_threads(threads)
         overrides, compile_args, determinism, _ = VARIANTS[variant]
         cfg = OmegaConf.structured(Config)
         cfg.model.name = "highway_fc"
@@ -102,6 +104,76 @@ class Cell:
         return (last_done - first_done) / (last_time - first_time)
 
 
+class PopulationCell:
+    """A population of `members` highway nets of the blog's setup on random MNIST-shaped
+    data, timed like a Cell: one window is `steps` population steps."""
+
+    BIASES = (-1, -2, -3, -5, -10, -15, -20)
+
+    def __init__(self, depth: int, width: int, batch: int, steps: int, members: int,
+                 groups: int | None = None, threads: int | None = None):
+        limit_threads(threads)
+        import numpy as np
+
+        from highway_study.training import population as pop
+
+        configs = [blog_config(depth, width, batch, self.BIASES[k % len(self.BIASES)],
+                               seed=k // len(self.BIASES)) for k in range(members)]
+        rng = np.random.default_rng(0)
+        self.x = rng.random((8, members, batch, FEATURES), dtype=np.float32)
+        self.y = rng.integers(0, CLASSES, size=(8, members, batch)).astype(np.int32)
+        imported = time.perf_counter()
+        fake = _Shapes()
+        population_members = [pop.Member(cfg, None, dataset=fake) for cfg in configs]
+        initial, _ = pop._initial_weights(population_members)
+        from highway_study.nn import fast_stack
+
+        self.population = pop._Population(population_members, initial,
+                                          groups or fast_stack.default_streams())
+        self.steps, self.members = steps, members
+        self._run(2)
+        self.build_first_step_s = time.perf_counter() - imported
+        self.xla = True
+
+    def _run(self, steps: int) -> None:
+        for i in range(steps):
+            losses, _ = self.population.step(list(self.x[i % 8]), list(self.y[i % 8]))
+
+    def window(self) -> float:
+        start = time.perf_counter()
+        self._run(self.steps)
+        return self.steps / (time.perf_counter() - start)
+
+
+class _Shapes:
+    """What the model builders ask of a data set."""
+
+    num_features, num_classes, image_shape = FEATURES, CLASSES, None
+
+
+def blog_config(depth: int, width: int, batch: int, carry_bias: float, seed: int = 0):
+    """The blog's setup (conf/setup/blog.yaml) for a highway_fc net of this shape."""
+    from omegaconf import OmegaConf
+
+    from highway_study.config import Config
+
+    cfg = OmegaConf.structured(Config)
+    cfg.model.name, cfg.data.name, cfg.optimizer.name = "highway_fc", "synthetic", "sgd"
+    cfg.model.kernel_initializer, cfg.model.init_stddev = "truncated_normal", 0.1
+    cfg.model.bias_init, cfg.optimizer.learning_rate = 0.1, 0.01
+    cfg.loss_reduction = "sum"
+    cfg.depth, cfg.width, cfg.batch_size = depth, width, batch
+    cfg.carry_bias, cfg.seed = float(carry_bias), seed
+    return cfg
+
+
+def limit_threads(threads: int | None) -> None:
+    """A joblib job's share of the cores, set before TensorFlow's first op."""
+    from highway_study.runtime.threads import limit_threads as limit
+
+    limit(threads)
+
+
 def _step_timer():
     import keras
 
@@ -127,7 +199,7 @@ def serve(spec: dict) -> None:
     """Build the cell, then answer the parent's commands until "done" or end of input."""
     import tensorflow as tf
 
-    cell = Cell(**spec)
+    cell = PopulationCell(**spec) if spec.pop("population", False) else Cell(**spec)
     answer({"build_first_step_s": cell.build_first_step_s})
     for command in sys.stdin:
         if command.strip() == "window":

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # Config keys in which members of one population may differ; all others must be equal.
 MEMBER_KEYS = frozenset({
-    "seed", "carry_bias", "optimizer.learning_rate", "optimizer.momentum", "threshold",
+    "seed", "carry_bias", "optimizer.learning_rate", "threshold",
     "tensorboard", "lesion_every", "optimized_metric", "tags",
 })
 CHECKPOINT_FILE = "checkpoint/population.npz"
@@ -319,9 +319,7 @@ class _Group:
                                             name=name))
         self.variables = [getattr(self, name) for name in self.NAMES]
         self.lr = tf.constant([float(c.optimizer.learning_rate) for c in configs], tf.float32)
-        self.momentum = tf.constant(
-            [float(c.optimizer.momentum) if momentum_used else 0.0 for c in configs],
-            tf.float32)
+        self.momentum = tf.constant(float(configs[0].optimizer.momentum), tf.float32)
         self.momentum_used = momentum_used
         self.slots = [tf.Variable(np.stack([w.get(f"m_{name}", np.zeros_like(w[name]))
                                             for w in initial], axis=self.MEMBER_AXIS[name]),
@@ -331,19 +329,20 @@ class _Group:
         self._frozen = tf.Variable(self.frozen, trainable=False)
 
     def apply(self, grads, finite):
-        """SGD (with momentum) per member, as Keras's SGD does it; members whose loss is not
-        finite, or who diverged before, keep their weights."""
-        update = tf.logical_and(finite, tf.logical_not(self._frozen))
+        """SGD (with momentum) per member, with Keras's SGD arithmetic; members whose loss is
+        not finite, or who diverged before, get no step (multiply_no_nan: their possibly
+        non-finite gradients times a zero learning rate give exactly 0)."""
+        step = tf.logical_and(finite, tf.logical_not(self._frozen))
+        lr = tf.where(step, self.lr, 0.0)
         for index, (var, grad) in enumerate(zip(self.variables, grads)):
-            name = self.NAMES[index]
-            lr, keep = self._broadcast(self.lr, var, name), self._broadcast(update, var, name)
-            if self.momentum_used:
-                slot = self.slots[index]
-                moved = -grad * lr + slot * self._broadcast(self.momentum, var, name)
-                slot.assign(tf.where(keep, moved, slot))
-                var.assign(tf.where(keep, var + moved, var))
+            delta = tf.math.multiply_no_nan(grad, self._broadcast(lr, var, self.NAMES[index]))
+            if self.momentum_used:  # accum = accum * momentum - delta; var += accum
+                tf.raw_ops.ResourceApplyKerasMomentum(
+                    var=var.handle, accum=self.slots[index].handle, lr=tf.constant(1.0),
+                    grad=delta, momentum=self.momentum)
             else:
-                var.assign(tf.where(keep, var - grad * lr, var))
+                tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=tf.constant(1.0),
+                                                        delta=delta)
 
     def _broadcast(self, values, var, name):
         shape = [1] * len(var.shape)

@@ -1,0 +1,141 @@
+"""How long the blog's full protocol takes: one run per process (2 joblib jobs) or populations.
+
+    python -m highway_study.benchmark_sweep [--depths 1 2 5 ... 1000] [--members 21]
+
+For each depth of the protocol (experiment=blog_depth_bias: 7 carry biases x 3 seeds = 21
+runs per depth, 5,000 steps of batch 50, width 50), side by side in one run:
+- today's path: two processes, each training one net with one TensorFlow thread (what
+  `hydra/launcher=joblib hydra.launcher.n_jobs=2` gives each job on 2 cores), timed in the
+  same windows, so their member-steps/s add up;
+- the population path: one process training all `--members` nets of that depth at once
+  (`hydra/launcher=population`).
+Windows of the two paths alternate, so a machine whose speed drifts slows both alike. The
+estimate of the protocol's wall time adds, per run (old) or per population (new), the
+measured build + first step to steps / rate; it leaves out loading the data and the
+per-epoch evaluations, which the real run (docs/benchmark.md) includes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+from highway_study.bench.benchmark import CellProcess, require_positive
+
+PROTOCOL_DEPTHS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+
+
+def measure_depth(depth: int, args) -> dict:
+    """Member-steps/s and build time of both paths at one depth."""
+    jobs = [CellProcess("scan", depth, args, threads=1) for _ in range(2)]
+    population = CellProcess("population", depth, args, population=True,
+                             members=args.members)
+    cells = jobs + [population]
+    for _ in range(args.windows):
+        for job in jobs:  # the two jobs work at the same time, as joblib's would
+            job.send("window")
+        for job in jobs:
+            job.receive(job.record_window)
+        population.window()
+    rows = [cell.finish(0) for cell in cells]
+    failed = [row["error"] for row in rows if "error" in row]
+    result = {"depth": depth, "members": args.members}
+    if failed:
+        return {**result, "error": failed[0]}
+    per_job = [row["steps_per_s"] for row in rows[:2]]
+    result.update(
+        old_member_steps_per_s=sum(per_job),
+        old_steps_per_s_per_job=statistics.mean(per_job),
+        old_build_first_step_s=statistics.mean(r["build_first_step_s"] for r in rows[:2]),
+        new_member_steps_per_s=rows[2]["steps_per_s"] * args.members,
+        new_steps_per_s=rows[2]["steps_per_s"],
+        new_build_first_step_s=rows[2]["build_first_step_s"],
+        new_peak_rss_mb=rows[2]["peak_rss_mb"],
+    )
+    result["speedup"] = result["new_member_steps_per_s"] / result["old_member_steps_per_s"]
+    return result
+
+
+def protocol_estimate(rows: list[dict], runs_per_depth: int, steps: int) -> dict:
+    """Estimated wall seconds of the protocol on each path (None if a depth failed)."""
+    if any("error" in row for row in rows):
+        return {"old_s": None, "new_s": None}
+    old = sum(runs_per_depth * (r["old_build_first_step_s"] + steps / r["old_steps_per_s_per_job"])
+              for r in rows) / 2
+    new = sum(r["new_build_first_step_s"] + steps / r["new_steps_per_s"] for r in rows)
+    return {"old_s": old, "new_s": new}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
+             f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
+             "run / population (s) |", "|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['depth']} | {r['error']} | | | |")
+            continue
+        lines.append(f"| {r['depth']} | {r['old_member_steps_per_s']:.0f} | "
+                     f"{r['new_member_steps_per_s']:.0f} | {r['speedup']:.2f}x | "
+                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m highway_study.benchmark_sweep",
+        description="Member-steps/s of one run per process vs populations, and the "
+                    "estimated wall time of the blog's full protocol on each.")
+    parser.add_argument("--depths", type=int, nargs="+", default=PROTOCOL_DEPTHS)
+    parser.add_argument("--members", type=int, default=21,
+                        help="runs per depth trained as one population (7 biases x 3 seeds)")
+    parser.add_argument("--width", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed window")
+    parser.add_argument("--windows", type=int, default=3, help="timed windows (median)")
+    parser.add_argument("--protocol-steps", type=int, default=5000,
+                        help="training steps per run in the estimate (the blog's 5,000)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--cell-timeout", type=float, default=1800,
+                        help="seconds one cell may live (build and all its windows)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    require_positive(parser, args, ["members", "width", "batch_size", "steps", "windows",
+                                    "protocol_steps"], ["depths"])
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    started, load_before = time.time(), os.getloadavg()
+    rows = []
+    for depth in args.depths:
+        rows.append(measure_depth(depth, args))
+        print(f"# depth {depth}: " + (rows[-1].get("error") or
+              f"{rows[-1]['speedup']:.2f}x"), file=sys.stderr, flush=True)
+    estimate = protocol_estimate(rows, args.members, args.protocol_steps)
+    print(markdown_table(rows))
+    if estimate["old_s"] is not None:
+        print(f"\nEstimated wall time of the protocol ({len(args.depths)} depths x "
+              f"{args.members} runs x {args.protocol_steps} steps): one run per process "
+              f"{estimate['old_s'] / 60:.0f} min, populations {estimate['new_s'] / 60:.0f} min "
+              f"({estimate['old_s'] / estimate['new_s']:.1f}x).")
+    meta = {"command": "python -m highway_study.benchmark_sweep " + " ".join(
+                argv if argv is not None else sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+            "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+            "wall_s": time.time() - started}
+    print(f"load average before {load_before}, after {meta['load_avg_after']}; "
+          f"{meta['wall_s']:.0f} s")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"meta": meta, "rows": rows, "estimate": estimate}, out, indent=2)
+    return 1 if any("error" in row for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
