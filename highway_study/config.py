@@ -73,10 +73,15 @@ class DataConfig:
     test_size: int = 0
     # Use only the first N training examples (after the validation split); null = all.
     train_limit: Optional[int] = None
-    # synthetic only: examples, features and classes generated.
+    # synthetic and tent: examples and features generated; synthetic: classes.
     num_examples: int = 0
     num_features: int = 0
     num_classes: int = 10
+    # tent only: times the tent map is composed (2^(k-1) teeth), share of labels flipped,
+    # and the seed of the generated examples (the same task for every run seed).
+    k: int = 8
+    noise: float = 0.0
+    generator_seed: int = 0
 
 
 @dataclass
@@ -198,7 +203,13 @@ def _validate_data(data) -> None:
     _at_least("data.test_size", data.test_size, 0 if data.name == "mnist" else 1)
     if data.train_limit is not None:
         _at_least("data.train_limit", data.train_limit, 1)
-    if data.name == "synthetic":
+    if data.name == "tent":
+        _at_least("data.k", data.k, 1)
+        _at_least("data.generator_seed", data.generator_seed, 0)
+        if not 0.0 <= data.noise < 0.5:
+            raise ConfigError(f"data.noise={data.noise} is not allowed: use a share of "
+                              "flipped labels in [0, 0.5).")
+    if data.name in ("synthetic", "tent"):
         _at_least("data.num_examples", data.num_examples, 1)
         _at_least("data.num_features", data.num_features, 1)
         _at_least("data.num_classes", data.num_classes, 2)

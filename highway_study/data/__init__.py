@@ -5,10 +5,12 @@ A new data set is one module here, one entry in LOADERS and one YAML file in con
 
 from __future__ import annotations
 
-from highway_study.data import digits, mnist, synthetic
+from highway_study.data import digits, mnist, synthetic, tent
 from highway_study.data.dataset import Dataset
 
-LOADERS = {"mnist": mnist.load, "digits": digits.load, "synthetic": synthetic.load}
+LOADERS = {
+    "mnist": mnist.load, "digits": digits.load, "synthetic": synthetic.load, "tent": tent.load,
+}
 
 __all__ = ["Dataset", "LOADERS", "load"]
 

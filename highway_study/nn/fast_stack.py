@@ -139,6 +139,22 @@ def compiled_functions(activation):
     return forward, forward_keep, backward, gate_means
 
 
+@tf.function(jit_compile=True)
+def _population_kernel_grad(inputs, dpres):
+    return tf.matmul(inputs, dpres, transpose_a=True)
+
+
+def kernel_grad(inputs, dpres):
+    """Every layer's kernel gradient, inputs^T @ dpres, one batched matmul.
+
+    A run alone's [depth] batch of matmuls is faster in TensorFlow's BatchMatMul, a
+    population's [depth, members] batch in XLA's (docs/benchmark.md).
+    """
+    if len(inputs.shape) == 4:
+        return _population_kernel_grad(inputs, dpres)
+    return tf.matmul(inputs, dpres, transpose_a=True)
+
+
 def split_batch(x, streams: int) -> list:
     """x cut along the batch into `streams` slices whose sizes differ by at most one.
 
@@ -194,7 +210,7 @@ def highway_stack(x, kernel, bias, activation, training: bool = True,
             for dy_part, (_, inputs, pres) in zip(split_batch(dy, streams), kept):
                 dx, dpres, dbias = backward(dy_part, inputs, pres, kernel)
                 dxs.append(dx)
-                dkernels.append(tf.matmul(inputs, dpres, transpose_a=True))
+                dkernels.append(kernel_grad(inputs, dpres))
                 dbiases.append(dbias)
             return _concat(dxs), tf.add_n(dkernels), tf.add_n(dbiases)
 

@@ -1,0 +1,56 @@
+"""`tent`: a classification task that needs depth, generated in memory.
+
+The tent map t(s) = 2s for s < 1/2, 2 - 2s otherwise, composed k times, has 2^(k-1) teeth
+on [0, 1]; an example's label says whether t^k(s) >= 1/2. A ReLU net of width 2 and depth
+k computes t^k exactly (each t is 2 relu(s) - 4 relu(s - 1/2) on [0, 1]), while a net with
+one hidden layer needs about 2^k units to cut [0, 1] into the 2^k pieces where the label
+flips (Telgarsky, "Benefits of depth in neural networks", COLT 2016, and "Representation
+benefits of deep feedforward networks", 2015). So at fixed width 50, a k above
+log2(50) ~ 5.6 puts the task out of a shallow net's reach but not of a deep one's.
+
+The one informative number s ~ U[0, 1] is hidden among `num_features - 1` uniform noise
+features by a fixed random rotation (from `generator_seed`), then mapped back into
+[0, 1]: the network has to find the direction first, as a layer of a real net would.
+`noise` flips that share of the labels. Since t^k maps U[0, 1] onto U[0, 1], the classes
+are balanced.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from highway_study.data.dataset import Dataset, three_way
+
+
+def tent(s: np.ndarray, k: int) -> np.ndarray:
+    """t^k(s), the tent map composed k times."""
+    for _ in range(k):
+        s = np.where(s < 0.5, 2.0 * s, 2.0 - 2.0 * s)
+    return s
+
+
+def rotation(features: int, generator_seed: int) -> np.ndarray:
+    """The fixed random orthogonal matrix that hides s among the noise features."""
+    q, r = np.linalg.qr(np.random.default_rng([generator_seed, 1]).normal(size=(features,) * 2))
+    return q * np.sign(np.diag(r))  # a uniformly random rotation, not QR's sign convention
+
+
+def generate(k: int, examples: int, features: int, noise: float,
+             generator_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x in [0, 1]^features, labels, s): the same arrays for the same arguments."""
+    rng = np.random.default_rng([generator_seed, 0])
+    s = rng.uniform(0.0, 1.0, examples)
+    labels = (tent(s, k) >= 0.5).astype(np.int32)
+    flip = rng.uniform(size=examples) < noise
+    labels = np.where(flip, 1 - labels, labels).astype(np.int32)
+    hidden = np.column_stack([s, rng.uniform(0.0, 1.0, (examples, features - 1))])
+    # Centred coordinates, rotated, then scaled back into [0, 1] (|rotated| <= sqrt(f) / 2).
+    rotated = (hidden - 0.5) @ rotation(features, generator_seed).T
+    x = rotated / np.sqrt(features) + 0.5
+    return x.astype(np.float32), labels, s
+
+
+def load(cfg, seed: int) -> Dataset:
+    x, y, _ = generate(cfg.k, cfg.num_examples, cfg.num_features, cfg.noise,
+                       cfg.generator_seed)
+    return three_way(x, y, cfg, seed, 2, None)
