@@ -82,6 +82,25 @@ def test_depth_1000_is_the_blogs_headline():
         1000, -20.0, "highway_fc", "mnist")
 
 
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1]
+                                                         / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_writes_to_its_own_fixed_folder(name):
+    """Named experiments land in outputs/experiments/<name>/ (no date in the path), so
+    running the same command again finds, skips and resumes their runs."""
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+    from highway_study.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={name}"],
+                      return_hydra_config=True)
+    multirun = str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    folder = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
+    assert folder == f"outputs/experiments/{name}"
+
 # --- small helpers: no TensorFlow -------------------------------------------------------------
 
 def test_progress_line_counts_failures_and_estimates_time_left(tmp_path):
@@ -231,3 +250,17 @@ def test_a_finished_run_of_another_config_is_refused_not_overwritten(tmp_path):
     assert (tmp_path / "summary.json").read_text() == before
     record.write_summary(tmp_path, record.Summary(status="interrupted", config=old_config))
     assert job.recorded_objective(tmp_path, cfg) is None  # unfinished: train (resume) it
+
+
+@pytest.mark.parametrize("multirun, option", [(True, "hydra.sweep.dir"), (False, "hydra.run.dir")])
+def test_the_refusal_names_the_folder_option_of_this_kind_of_run(tmp_path, multirun, option):
+    from highway_study import record
+    from highway_study.runtime import job
+
+    cfg = compose_config(*FAST, "depth=3")
+    old_config = json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True)))
+    old_config["epochs"] = 7
+    record.write_summary(tmp_path, record.Summary(status="completed", config=old_config))
+    with pytest.raises(job.ConfigChanged) as refusal:
+        job.recorded_objective(tmp_path, cfg, multirun)
+    assert f"rerun into a new {option} " in str(refusal.value)
