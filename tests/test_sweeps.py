@@ -219,6 +219,19 @@ def test_submitit_local_launcher_runs_a_two_run_sweep(tmp_path):
     assert (tmp_path / "sweep" / ".submitit").is_dir()  # really went through submitit
 
 
+def test_slurm_launcher_without_slurm_ends_in_one_sentence(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": str(tmp_path)}  # no srun here
+    result = subprocess.run([sys.executable, "-m", "highway_study", "-m", *FAST, "depth=1,2",
+                             "hydra/launcher=slurm", "hydra.sweep.dir=sweep"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "hydra/launcher=slurm needs Slurm, but srun and sbatch are not on this machine's PATH: "
+        "start the sweep on a Slurm login node, or run it here with hydra/launcher=joblib "
+        "(or submitit_local)."]
+    assert not (tmp_path / "sweep").exists()  # nothing was launched
+
+
 def test_slurm_launcher_config_is_ready_to_use():
     from hydra import compose, initialize_config_dir
 
