@@ -161,6 +161,20 @@ def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_
         assert (run / "summary.json").stat().st_mtime_ns == mtime  # not retrained
         assert (run / "metrics.jsonl").read_text() == metrics
     assert "sweep progress: 4/4 runs done, 2 failed" in output  # failed runs were tried again
+    assert "Nothing was trained" not in output  # the failed ones were
+
+    # A rerun whose every run is finished trains nothing, and says so in one line.
+    synthetic_only = [arg.replace("data=synthetic,mnist", "data=synthetic") for arg in args]
+    third = hs(tmp_path, *synthetic_only, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               hide_mnist=True)  # a launcher is not part of the folder names: the same runs
+    assert third.returncode == 0, third.stderr[-3000:]
+    output = third.stdout + third.stderr
+    assert output.count("already finished, not trained again") == 2
+    lines = [line for line in output.splitlines() if "Nothing was trained" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        "Nothing was trained: all 2 runs of this sweep already had a finished run in sweep, "
+        "and a rerun skips finished runs; to train them again, rerun into a new folder, e.g. "
+        "hydra.sweep.dir=sweep_2")
 
 
 def test_sigterm_records_interrupted_and_rerun_resumes_from_last_epoch(tmp_path):
@@ -217,6 +231,8 @@ def test_submitit_local_launcher_runs_a_two_run_sweep(tmp_path):
     assert sorted(summary(run)["config"]["seed"] for run in runs.values()) == [0, 1]
     assert {summary(run)["status"] for run in runs.values()} == {"completed"}
     assert (tmp_path / "sweep" / ".submitit").is_dir()  # really went through submitit
+    # The jobs write their logs under .submitit/; the progress still reaches this console.
+    assert "sweep progress: 2/2 runs done, 0 failed, 0 diverged" in result.stdout + result.stderr
 
 
 def test_slurm_launcher_without_slurm_ends_in_one_sentence(tmp_path):
