@@ -263,8 +263,11 @@ def _speed_options() -> set[str]:
 
 # --- the pages speak to a reader outside the project -------------------------------------------
 
-@pytest.mark.parametrize("page", [p for p in PAGES], ids=lambda p: p.relative_to(REPO).as_posix())
+@pytest.mark.parametrize("page", PAGES + sorted((REPO / "conf").rglob("*.yaml")),
+                         ids=lambda p: p.relative_to(REPO).as_posix())
 def test_pages_name_nothing_a_reader_does_not_have(page):
+    """No project-internal names (issue numbers, the tools or machine paths the authors
+    worked with, notes that are not in the repository), in the pages or the configs' comments."""
     text = page.read_text(encoding="utf-8")
     hits = [f"{number}: {line.strip()}" for number, line in enumerate(text.splitlines(), 1)
             if NOT_FOR_READERS.search(line)]
