@@ -54,4 +54,5 @@ step blog_lesion $PY -m highway_study experiment=blog_depth_bias max_steps=2000 
 step depth_1000 $PY -m highway_study experiment=depth_1000 max_steps=null epochs=30 patience=2 \
     lesion_every=10
 
-echo "== $(date '+%H:%M:%S') every step finished; analyse with the commands in docs/study/report.md"
+echo "== $(date '+%H:%M:%S') every step finished; analyse with the commands in" \
+     "docs/study/report.md (with their --out they overwrite the committed docs/study/ files)"
