@@ -36,28 +36,26 @@ class StudyMismatch(ValueError):
 
 
 def search_space(config) -> dict[str, str]:
-    """Searched key -> its Optuna distribution (as text), from hydra.sweeper.params and the
-    command line; a fixed value given in hydra.sweeper.params counts as part of the space."""
+    """Searched key -> its Optuna distribution (as text), from hydra.sweeper.params and then
+    the command line, as the sweeper reads them; a key given a fixed value there (in the
+    params, or on the command line over a searched key) is recorded as `fixed VALUE`."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra_plugins.hydra_optuna_sweeper._impl import (
-        create_optuna_distribution_from_override,
+        create_optuna_distribution_from_override as distribution,
     )
 
-    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
-    space = {}
     parser = OverridesParser.create()
-    for override in parser.parse_overrides(params):
-        space[override.key_or_group] = override_text(override, create_optuna_distribution_from_override)
-    for override in parser.parse_overrides(list(config.hydra.overrides.task)):
-        if override.is_sweep_override():  # the command line's fixed values are in the config
-            space[override.key_or_group] = repr(create_optuna_distribution_from_override(override))
+    params = parser.parse_overrides(
+        [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()])
+    command_line = parser.parse_overrides(list(config.hydra.overrides.task))
+    space = {}
+    for position, override in enumerate(params + command_line):
+        key = override.key_or_group
+        if override.is_sweep_override():
+            space[key] = repr(distribution(override))
+        elif position < len(params) or key in space:  # other fixed values are in the config
+            space[key] = f"fixed {override.get_value_element_as_str()}"
     return space
-
-
-def override_text(override, distribution) -> str:
-    if override.is_sweep_override():
-        return repr(distribution(override))
-    return f"fixed {override.get_value_element_as_str()}"
 
 
 def fixed_config(config, searched) -> dict:
