@@ -1,8 +1,9 @@
 """`python -m analysis [FOLDER ...]`: run records -> runs.csv, figures/, report.md.
 
 FOLDERs are sweep or run folders, searched recursively for run records; with none (and no
---optuna), the newest sweep under outputs/ (by its multirun.yaml), else the newest run. Bad input
-ends in one sentence on stderr and exit code 1 (2 for a bad option); never a traceback.
+--optuna), the newest sweep under outputs/ that holds a run record (a grid or an Optuna
+search), else the newest run, and the first line printed says which. Bad input ends in one
+sentence on stderr and exit code 1 (2 for a bad option); never a traceback.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ import sys
 from pathlib import Path
 
 from analysis.collect import AnalysisError, collect
+from highway_study.record import SUMMARY_FILE
 from analysis.select import parse_where, pooled, pooled_warning, select
 
 FORMATS = ("png", "svg", "pdf")
+# Files that only a sweep's root folder holds: Hydra's basic sweeper (grids, named
+# experiments) writes multirun.yaml; the Optuna sweeper writes none, but the project's
+# progress callback writes progress.jsonl for every sweep and Optuna optimization_results.yaml
+# at the end. The newest of them dates the sweep.
+SWEEP_MARKERS = ("multirun.yaml", "progress.jsonl", "optimization_results.yaml")
 
 
 def main(argv=None) -> int:
@@ -24,7 +31,10 @@ def main(argv=None) -> int:
         _check_fraction("--gate-threshold", args.gate_threshold)
         args.where = [parse_where(text) for text in args.where or []]
         # With only --optuna, only the study is analysed.
-        folders = args.folders or ([] if args.optuna else _default_folders())
+        folders = args.folders
+        if not folders and not args.optuna:
+            folders, picked = _default_folders()
+            print(picked)
         out = Path(args.out) if args.out else _default_out(folders)
         message = analyse(folders, out, args)
     except AnalysisError as error:
@@ -156,12 +166,25 @@ def _check_fraction(option: str, value: float) -> None:
                             "e.g. 0.9 for 90%.")
 
 
-def _default_folders() -> list[Path]:
-    """The newest sweep under outputs/ (a folder with multirun.yaml), else the newest run."""
-    for pattern in ("**/multirun.yaml", "**/summary.json"):
-        found = list(Path("outputs").glob(pattern))
-        if found:
-            return [max(found, key=lambda p: p.stat().st_mtime).parent]
+def _default_folders(root: Path = Path("outputs")) -> tuple[list[Path], str]:
+    """([the newest sweep under root that holds a run record], the line saying so), else the
+    newest run. A sweep is dated by its newest marker file, so a grid and an Optuna search
+    compete on equal terms."""
+    written = {}
+    for name in SWEEP_MARKERS:
+        for marker in root.glob(f"**/{name}"):
+            folder = marker.parent
+            written[folder] = max(written.get(folder, 0.0), marker.stat().st_mtime)
+    for folder in sorted(written, key=written.get, reverse=True):
+        if next(folder.glob(f"**/{SUMMARY_FILE}"), None) is not None:
+            kind = "a grid" if (folder / "multirun.yaml").exists() else "an Optuna search"
+            return [folder], (f"No folder given: analysing {folder}, the newest sweep under "
+                              f"{root}/ ({kind}); pass a folder to analyse another.")
+    runs = list(root.glob(f"**/{SUMMARY_FILE}"))
+    if runs:
+        folder = max(runs, key=lambda p: p.stat().st_mtime).parent
+        return [folder], (f"No folder given and no sweep under {root}/: analysing the newest "
+                          f"run, {folder}; pass a folder to analyse another.")
     raise AnalysisError("No folder given and no sweep or run found under outputs/: pass a "
                         "folder, e.g. python -m analysis outputs/sweeps/<date>/<time>.")
 

@@ -235,7 +235,37 @@ def test_default_folder_is_the_newest_sweep(tmp_path, monkeypatch, capsys):
     assert main([]) == 0
     assert (tmp_path / "outputs/sweeps/2026-01-01/new/analysis/report.md").exists()
     assert not (tmp_path / "outputs/sweeps/2026-01-01/old/analysis").exists()
-    capsys.readouterr()
+    assert capsys.readouterr().out.startswith(
+        "No folder given: analysing outputs/sweeps/2026-01-01/new, the newest sweep under "
+        "outputs/ (a grid); pass a folder to analyse another.\n")
+
+
+def test_default_folder_may_be_an_optuna_search(tmp_path, monkeypatch, capsys):
+    """An Optuna search's folder has no multirun.yaml (the Optuna sweeper writes none), only
+    the progress file; it is still a sweep, and the newest one here. A newer sweep folder
+    without any run record (refused before its first run) is passed over."""
+    outputs = tmp_path / "outputs"
+    grid = outputs / "experiments" / "quickstart"
+    write_run(grid / "depth=2", "highway_fc", 2, -1, 0, [0.5], 0.5, [0.3, 0.3])
+    (grid / "multirun.yaml").write_text("hydra: {}\n")
+    search = outputs / "sweeps" / "2026-01-02" / "10-00-00"
+    for trial, depth in enumerate((3, 7)):
+        write_run(search / f"carry_bias=-2.5,depth={depth}", "highway_fc", depth, -2.5, 0,
+                  [0.6], 0.6, [0.2] * depth)
+    (search / "progress.jsonl").write_text('{"event": "start", "total": 2, "time": 0}\n')
+    empty = outputs / "sweeps" / "2026-01-03" / "09-00-00"
+    empty.mkdir(parents=True)
+    (empty / "progress.jsonl").write_text('{"event": "start", "total": 2, "time": 0}\n')
+    for path, stamp in ((grid / "multirun.yaml", 1_000_000), (search / "progress.jsonl", 2_000_000),
+                        (empty / "progress.jsonl", 3_000_000)):
+        os.utime(path, (stamp, stamp))
+    monkeypatch.chdir(tmp_path)
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("No folder given: analysing outputs/sweeps/2026-01-02/10-00-00, the "
+                          "newest sweep under outputs/ (an Optuna search)")
+    assert "Analysed 2 runs" in out
+    assert (search / "analysis" / "runs.csv").exists() and not (grid / "analysis").exists()
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -87,12 +87,72 @@ def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
     db = tmp_path / "outputs" / "optuna.db"
     assert db.exists()  # the default storage, under outputs/
     url = f"sqlite:///{db}"
-    assert complete_trials(url, "highway_depth_bias_lr") == 3
+    study_name = "depth_bias_lr_highway_fc_synthetic"  # the default name says what is searched
+    assert complete_trials(url, study_name) == 3
 
     output = finish(search(tmp_path, "hydra.sweep.dir=second", trials=2))
-    assert complete_trials(url, "highway_depth_bias_lr") == 5  # same study, 3 + 2 trials
+    assert complete_trials(url, study_name) == 5  # same study, 3 + 2 trials
     assert "sweep progress: 2/2 runs done" in output
     assert len([p for p in (tmp_path / "second").iterdir() if (p / "summary.json").exists()]) == 2
+
+    # Another fixed setting would join trials it cannot be compared with: refused at once.
+    refused = search(tmp_path, "hydra.sweep.dir=third", "epochs=2", trials=2)
+    stdout, stderr = refused.communicate(timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert f"Optuna study '{study_name}'" in stderr and "epochs (was 1, now 2)" in stderr
+    assert "hydra.sweeper.study_name=" in stderr
+    assert complete_trials(url, study_name) == 5  # no trial was asked for
+    assert not (tmp_path / "third").exists() or not any((tmp_path / "third").glob("*/summary.json"))
+
+
+def test_default_study_name_says_what_is_searched():
+    from compose import compose_multirun
+
+    names = {(model, data): compose_multirun("hparams_search=highway_optuna", f"model={model}",
+                                             f"data={data}").hydra.sweeper.study_name
+             for model in ("highway_fc", "plain_fc") for data in ("digits", "mnist")}
+    assert names[("highway_fc", "digits")] == "depth_bias_lr_highway_fc_digits"
+    assert names[("highway_fc", "mnist")] == "depth_bias_lr_highway_fc_mnist"
+    assert len(set(names.values())) == 4
+
+
+def add_finished_trial(url, study_name):
+    import optuna
+
+    study = optuna.load_study(study_name=study_name, storage=url)
+    study.add_trial(optuna.trial.create_trial(
+        params={"depth": 2}, distributions={
+            "depth": optuna.distributions.IntLogUniformDistribution(1, 1000)}, value=0.5))
+
+
+def test_a_study_refuses_trials_of_another_search(tmp_path, monkeypatch):
+    """The digits search, then the MNIST one named into the same study (the old default
+    name made every search share one): refused, naming what differs; the same search again,
+    or any search into a study without trials, goes on."""
+    from compose import compose_multirun
+    from highway_study.runtime.study_guard import StudyMismatch, check_study
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    monkeypatch.setenv(storage.URL_ENV, url)
+    name = "hydra.sweeper.study_name=shared"
+    digits = compose_multirun("hparams_search=highway_optuna", name)
+    check_study(digits)  # a new study records what its search fixed and searches
+    check_study(compose_multirun("hparams_search=highway_optuna", name, "data=mnist"))
+    # ... which a study without trials may still change; one with a trial may not:
+    check_study(digits)
+    add_finished_trial(url, "shared")
+    check_study(compose_multirun("hparams_search=highway_optuna", name, "data.path=/elsewhere",
+                                 "tensorboard=false"))  # where data lives and logs: no change
+    with pytest.raises(StudyMismatch, match=r"data\.name \(was digits, now mnist\)"):
+        check_study(compose_multirun("hparams_search=highway_optuna", name, "data=mnist"))
+    with pytest.raises(StudyMismatch, match=r"depth \(was IntLogUniform.*high=1000.*now "
+                                            r"IntLogUniform.*high=100,"):
+        check_study(compose_multirun("hparams_search=highway_optuna", name,
+                                     "depth=tag(log, int(interval(1, 100)))"))
+    with pytest.raises(StudyMismatch, match=r"holds 1 trial of another search \(batch_size "
+                                            r"\(was 32, now 50\); loss_reduction .*; and 2 more"):
+        check_study(compose_multirun("hparams_search=highway_optuna", name, "setup=blog"))
 
 
 def postgres_or_skip() -> tuple[str, str]:

@@ -325,7 +325,33 @@ def test_benchmark_reports_a_dead_cell_and_still_writes_the_results(tmp_path):
     result, rows = run_benchmark(tmp_path, "--cell-timeout", "0.5")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "2 cell(s) failed (reference at depth 2, scan at depth 2)" in result.stderr
-    assert all("killed" in row["error"] for row in rows)
+    assert [row["error"] for row in rows] == ["timed out: killed after --cell-timeout 0.5 s"] * 2
+
+
+def test_benchmark_json_on_stdout_is_json_alone(tmp_path):
+    """`--json -` is for a pipe: stdout holds the JSON only, the table goes to stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "highway_study.benchmark", "--depths", "2", "--width", "6",
+         "--variants", "scan", "--cell-timeout", "0.5", "--json", "-"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1  # the cell was timed out, on purpose: fast
+    rows = json.loads(result.stdout)["rows"]
+    assert rows[0]["variant"] == "scan" and rows[0]["error"].startswith("timed out")
+    assert "| depth | variant |" in result.stderr
+
+
+def test_a_dead_cell_is_explained_by_its_error_not_by_a_log_line():
+    from highway_study.bench.benchmark import failure_reason
+
+    tf_logs = ("2026-11-27 03:10:11.123456: I tensorflow/core/util/port.cc:153] oneDNN custom "
+               "operations are on.\nW0000 00:00:1764213011.1 12 cuda_platform.cc:52] failed call "
+               "to cuInit\n")
+    crash = tf_logs + ("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                       "MemoryError: cannot allocate 4 GiB\n" + tf_logs)
+    assert failure_reason(crash, 1) == "MemoryError: cannot allocate 4 GiB"
+    assert failure_reason(tf_logs + "cell: bad spec\n" + tf_logs, 2) == "cell: bad spec"
+    assert failure_reason(tf_logs, -9) == "killed by signal 9"
+    assert failure_reason("", 3) == "exited with status 3 without a message"
 
 
 def test_stack_benchmark_times_each_streams_count(capsys):

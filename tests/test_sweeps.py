@@ -82,6 +82,25 @@ def test_depth_1000_is_the_blogs_headline():
         1000, -20.0, "highway_fc", "mnist")
 
 
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[1]
+                                                         / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_writes_to_its_own_fixed_folder(name):
+    """Named experiments land in outputs/experiments/<name>/ (no date in the path), so
+    running the same command again finds, skips and resumes their runs."""
+    from hydra import compose, initialize_config_dir
+
+    from conftest import REPO
+    from highway_study.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={name}"],
+                      return_hydra_config=True)
+    multirun = str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    folder = cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir
+    assert folder == f"outputs/experiments/{name}"
+
 # --- small helpers: no TensorFlow -------------------------------------------------------------
 
 def test_progress_line_counts_failures_and_estimates_time_left(tmp_path):
@@ -142,6 +161,20 @@ def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_
         assert (run / "summary.json").stat().st_mtime_ns == mtime  # not retrained
         assert (run / "metrics.jsonl").read_text() == metrics
     assert "sweep progress: 4/4 runs done, 2 failed" in output  # failed runs were tried again
+    assert "Nothing was trained" not in output  # the failed ones were
+
+    # A rerun whose every run is finished trains nothing, and says so in one line.
+    synthetic_only = [arg.replace("data=synthetic,mnist", "data=synthetic") for arg in args]
+    third = hs(tmp_path, *synthetic_only, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+               hide_mnist=True)  # a launcher is not part of the folder names: the same runs
+    assert third.returncode == 0, third.stderr[-3000:]
+    output = third.stdout + third.stderr
+    assert output.count("already finished, not trained again") == 2
+    lines = [line for line in output.splitlines() if "Nothing was trained" in line]
+    assert len(lines) == 1 and lines[0].endswith(
+        "Nothing was trained: all 2 runs of this sweep already had a finished run in sweep, "
+        "and a rerun skips finished runs; to train them again, rerun into a new folder, e.g. "
+        "hydra.sweep.dir=sweep_2")
 
 
 def test_sigterm_records_interrupted_and_rerun_resumes_from_last_epoch(tmp_path):
@@ -198,6 +231,21 @@ def test_submitit_local_launcher_runs_a_two_run_sweep(tmp_path):
     assert sorted(summary(run)["config"]["seed"] for run in runs.values()) == [0, 1]
     assert {summary(run)["status"] for run in runs.values()} == {"completed"}
     assert (tmp_path / "sweep" / ".submitit").is_dir()  # really went through submitit
+    # The jobs write their logs under .submitit/; the progress still reaches this console.
+    assert "sweep progress: 2/2 runs done, 0 failed, 0 diverged" in result.stdout + result.stderr
+
+
+def test_slurm_launcher_without_slurm_ends_in_one_sentence(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": str(tmp_path)}  # no srun here
+    result = subprocess.run([sys.executable, "-m", "highway_study", "-m", *FAST, "depth=1,2",
+                             "hydra/launcher=slurm", "hydra.sweep.dir=sweep"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "hydra/launcher=slurm needs Slurm, but srun and sbatch are not on this machine's PATH: "
+        "start the sweep on a Slurm login node, or run it here with hydra/launcher=joblib "
+        "(or submitit_local)."]
+    assert not (tmp_path / "sweep").exists()  # nothing was launched
 
 
 def test_slurm_launcher_config_is_ready_to_use():
@@ -231,3 +279,17 @@ def test_a_finished_run_of_another_config_is_refused_not_overwritten(tmp_path):
     assert (tmp_path / "summary.json").read_text() == before
     record.write_summary(tmp_path, record.Summary(status="interrupted", config=old_config))
     assert job.recorded_objective(tmp_path, cfg) is None  # unfinished: train (resume) it
+
+
+@pytest.mark.parametrize("multirun, option", [(True, "hydra.sweep.dir"), (False, "hydra.run.dir")])
+def test_the_refusal_names_the_folder_option_of_this_kind_of_run(tmp_path, multirun, option):
+    from highway_study import record
+    from highway_study.runtime import job
+
+    cfg = compose_config(*FAST, "depth=3")
+    old_config = json.loads(json.dumps(OmegaConf.to_container(cfg, resolve=True)))
+    old_config["epochs"] = 7
+    record.write_summary(tmp_path, record.Summary(status="completed", config=old_config))
+    with pytest.raises(job.ConfigChanged) as refusal:
+        job.recorded_objective(tmp_path, cfg, multirun)
+    assert f"rerun into a new {option} " in str(refusal.value)

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -67,7 +68,9 @@ class CellProcess:
             env=env,
         )
         # A cell that hangs is killed after --cell-timeout seconds; its row then says so.
-        self.watchdog = threading.Timer(args.cell_timeout, self.proc.kill)
+        self.cell_timeout = args.cell_timeout
+        self.timed_out = False
+        self.watchdog = threading.Timer(args.cell_timeout, self.time_out)
         self.watchdog.start()
         self.rates: list[float] = []
         self.ask(None, lambda reply: self.row.update(reply))
@@ -104,13 +107,18 @@ class CellProcess:
             pass
         self.fail()
 
+    def time_out(self) -> None:
+        self.timed_out = True
+        self.proc.kill()
+
     def fail(self) -> None:
         self.proc.wait()
         self.stderr.seek(0)
-        tail = (self.stderr.read().strip().splitlines() or ["no output"])[-1]
-        if self.proc.returncode and self.proc.returncode < 0:
-            tail = f"killed (signal {-self.proc.returncode}, --cell-timeout?): {tail}"
-        self.row = {**self.row, "error": tail}
+        if self.timed_out:
+            error = f"timed out: killed after --cell-timeout {self.cell_timeout:g} s"
+        else:
+            error = failure_reason(self.stderr.read(), self.proc.returncode)
+        self.row = {**self.row, "error": error}
         self.close()
 
     def window(self) -> None:
@@ -135,6 +143,28 @@ class CellProcess:
             self.proc.kill()
             self.proc.wait()
         self.stderr.close()
+
+
+# TensorFlow's, absl's and XLA's own log lines ("2026-... I tensorflow/...", "W0000 00:00:...",
+# "WARNING: All log messages before absl::InitializeLog() ..."): never a cell's reason.
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d|[IWEF]\d{4} |WARNING: All log messages|"
+                       r"WARNING:absl:|I0000|W0000|E0000)")
+_ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit|Interrupt)\b")
+
+
+def failure_reason(stderr: str, returncode: int | None) -> str:
+    """Why a cell died, from its stderr: the last exception line, else the last line that is
+    not a library's log line, else its exit status."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _ERROR_LINE.match(line):
+            return line
+    for line in reversed(lines):
+        if not _LOG_LINE.match(line):
+            return line
+    if returncode is not None and returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exited with status {returncode} without a message"
 
 
 def measure_depth(depth: int, variants: list[str], args) -> list[dict]:
@@ -215,7 +245,8 @@ def parse_args(argv=None):
                         help="skip the reference above this depth (it builds for minutes)")
     parser.add_argument("--cell-timeout", type=float, default=1800,
                         help="seconds one cell may live (build and all its windows)")
-    parser.add_argument("--json", metavar="PATH", help="also write all results as JSON ('-': stdout)")
+    parser.add_argument("--json", metavar="PATH", help="also write all results as JSON ('-': stdout, the table then "
+                             "goes to stderr)")
     args = parser.parse_args(argv)
     require_positive(parser, args, ["width", "batch_size", "steps", "windows"], ["depths"])
     if args.json and args.json != "-":
@@ -258,9 +289,11 @@ def main(argv=None) -> int:
         "flops_per_step": "3 * 2 * B * (784*w + depth*w*2w + w*10)",
         "variants": {name: VARIANTS[name][3] for name in args.variants},
     }
-    print(markdown_table(rows))
+    # With --json -, stdout carries the JSON alone (for a pipe); the table goes to stderr.
+    table_stream = sys.stderr if args.json == "-" else sys.stdout
+    print(markdown_table(rows), file=table_stream)
     print(f"\nload average (1/5/15 min) before {load_before}, after {meta['load_avg_after']}; "
-          f"{meta['wall_s']:.0f} s")
+          f"{meta['wall_s']:.0f} s", file=table_stream)
     if args.json:
         text = json.dumps({"meta": meta, "rows": rows}, indent=2)
         if args.json == "-":

@@ -60,7 +60,8 @@ def time_streams(depth: int, width: int, batch: int, streams: list[int]) -> dict
     return results
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None):
+    """The command line, checked (argparse's one-sentence error on a bad value)."""
     parser = argparse.ArgumentParser(prog="python -m highway_study.benchmark_stack",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=1000)
@@ -74,6 +75,12 @@ def main(argv=None) -> int:
     require_positive(parser, args, ["depth", "width", "batch_size"], ["streams"])
     if args.threads is not None:
         require_positive(parser, args, ["threads"], [])
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads is not None:
         limit_threads(args.threads)
     times = time_streams(args.depth, args.width, args.batch_size, args.streams)
     threads = "TensorFlow's default threads" if args.threads is None else f"{args.threads} thread(s)"

@@ -39,7 +39,7 @@ def run_job(cfg, run_dir: Path, multirun: bool) -> float:
     from highway_study.training import Interrupted, train  # TensorFlow loads here
 
     try:  # a finished run in this folder (a rerun sweep) is not trained again
-        recorded = recorded_objective(run_dir, cfg)
+        recorded = recorded_objective(run_dir, cfg, multirun)
     except ConfigChanged as error:  # refuse without touching its record
         return refuse(str(error), multirun, exit_code=1)
     if recorded is not None:
@@ -69,11 +69,12 @@ def run_job(cfg, run_dir: Path, multirun: bool) -> float:
     return record.objective(summary, cfg.optimized_metric)
 
 
-def recorded_objective(run_dir, cfg) -> float | None:
+def recorded_objective(run_dir, cfg, multirun: bool = True) -> float | None:
     """The objective of the finished run in `run_dir`, or None when it has to be trained.
 
     Raises ConfigChanged when the finished run used a different config, so that it is
-    neither overwritten nor silently reported for the new config.
+    neither overwritten nor silently reported for the new config; the message names the
+    folder option of this kind of run (hydra.sweep.dir in a sweep, else hydra.run.dir).
     """
     summary = record.read_summary(run_dir)
     if summary is None or not summary.finished:
@@ -81,9 +82,10 @@ def recorded_objective(run_dir, cfg) -> float | None:
     current = json.loads(json.dumps(_config(cfg)))
     changed = sorted(_changed_keys(summary.config, current))
     if changed:
+        folder_option = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         raise ConfigChanged(
             f"{run_dir} already holds a finished run whose config differs in "
-            f"{', '.join(changed)}: rerun into a new hydra.sweep.dir (or delete that folder)."
+            f"{', '.join(changed)}: rerun into a new {folder_option} (or delete that folder)."
         )
     return record.objective(summary, cfg.optimized_metric)
 

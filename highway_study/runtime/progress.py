@@ -5,6 +5,12 @@ A Hydra callback (registered in conf/config.yaml under hydra.callbacks). Hydra c
 process that started the sweep, so the count lives on disk: every finished job appends one
 JSON line to `<sweep dir>/progress.jsonl` (small appends are atomic), and each line printed
 is computed from that file. A rerun of the same sweep starts a new section of the file.
+
+Under submitit (submitit_local, Slurm) each job's output goes to its own log file under
+`.submitit/`, so the process that started the sweep follows progress.jsonl in a background
+thread and prints the lines there. When every run of a sweep was skipped (a rerun into a
+folder whose runs are all finished), the sweep ends with one line that says so and how to
+train them again.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -27,10 +34,24 @@ PROGRESS_FILE = "progress.jsonl"
 class SweepProgress(Callback):
     """Prints `sweep progress: 3/12 runs done, 1 failed, 0 diverged, about 2m10s left`."""
 
+    def __init__(self) -> None:
+        self._summary_before = None  # summary.json's mtime when the current job started
+        self._watcher = None
+
+    def __getstate__(self) -> dict:  # launchers pickle the callbacks into each job
+        return {**self.__dict__, "_watcher": None}
+
     def on_multirun_start(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _append(sweep_dir, {"event": "start", "total": planned_runs(config), "time": time.time()})
+        if "submitit" in str(config.hydra.launcher.get("_target_", "")):
+            self._watcher = ProgressWatcher(sweep_dir)  # jobs log to .submitit/, not here
+            self._watcher.start()
+
+    def on_job_start(self, config, **kwargs) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._summary_before = _mtime(Path(config.hydra.runtime.output_dir))
 
     def on_job_end(self, config, job_return, **kwargs) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
@@ -41,10 +62,52 @@ class SweepProgress(Callback):
         except (ValueError, OSError):  # a corrupt record counts as a failed run
             summary = None
         status = summary.status if summary is not None else "failed"
+        # Not written by this job: the run was finished before (skipped, or refused).
+        skipped = self._summary_before is not None and _mtime(run_dir) == self._summary_before
         sweep_dir = Path(config.hydra.sweep.dir)
         _append(sweep_dir, {"event": "end", "run": run_dir.name, "status": status,
-                            "time": time.time()})
+                            "skipped": skipped, "time": time.time()})
         log.info("%s", progress_line(read_progress(sweep_dir)))
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher = None
+        sweep_dir = config.hydra.sweep.dir
+        state = read_progress(sweep_dir)
+        if state["done"] and state["skipped"] == state["done"]:
+            log.warning("%s", all_skipped_line(sweep_dir, state["done"]))
+
+
+class ProgressWatcher(threading.Thread):
+    """Prints the progress line in this process whenever progress.jsonl counts more runs."""
+
+    def __init__(self, sweep_dir, interval: float = 1.0) -> None:
+        super().__init__(name="sweep-progress", daemon=True)
+        self.sweep_dir, self.interval = sweep_dir, interval
+        self.shown = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        state = read_progress(self.sweep_dir)
+        if state["done"] > self.shown:
+            self.shown = state["done"]
+            log.info("%s", progress_line(state))
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+        self.poll()  # the last runs may have ended since the last look
+
+
+def all_skipped_line(sweep_dir, runs: int) -> str:
+    return (f"Nothing was trained: all {runs} runs of this sweep already had a finished run in "
+            f"{sweep_dir}, and a rerun skips finished runs; to train them again, rerun into a "
+            f"new folder, e.g. hydra.sweep.dir={str(sweep_dir).rstrip('/')}_2")
 
 
 def planned_runs(config) -> int | None:
@@ -83,6 +146,7 @@ def read_progress(sweep_dir) -> dict:
         "done": len(ends),
         "failed": sum(event["status"] in ("failed", "interrupted") for event in ends),
         "diverged": sum(event["status"] == "diverged" for event in ends),
+        "skipped": sum(bool(event.get("skipped")) for event in ends),
         "elapsed": max((event["time"] for event in ends), default=start["time"]) - start["time"],
     }
 
@@ -104,6 +168,13 @@ def _duration(seconds: float) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def _mtime(run_dir: Path) -> int | None:
+    try:
+        return (run_dir / record.SUMMARY_FILE).stat().st_mtime_ns
+    except OSError:
+        return None
 
 
 def _append(sweep_dir: Path, event: dict) -> None:

@@ -1,0 +1,299 @@
+"""The documented commands do what the pages say: a guard against docs drifting from the code.
+
+Every `python -m highway_study ...`, `python -m analysis ...` and speed-tool command in
+README.md, docs/*.md, docs/study/*.md and docs/study/run_study.sh is extracted and checked
+without training: a Hydra command is composed job by job as its sweep would launch it (the
+experiment's own grid included) and every job's config is validated, as the CLI does first;
+an Optuna search is composed with its fixed settings and its searched keys must exist; the
+analysis and benchmark command lines are parsed by their own argument parsers, and every
+option the pages name must exist. Commands that need MNIST or a Slurm cluster are composed
+too, and must say so where they are written (HIGHWAY_STUDY_DATA=..., data.path=..., or the
+words "needs MNIST" / "needs Slurm" on the line, in the code block above it or in the
+paragraph that introduces the block).
+
+The same file checks that docs/study/run_study.sh shows its steps and stops at the first
+failed one.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from compose import compose_multirun
+from conftest import REPO
+
+PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"),
+                *(REPO / "docs" / "study").glob("*.md"), REPO / "docs" / "study" / "run_study.sh"])
+COMMAND = re.compile(r"(?:python3?|\$PY) -m (highway_study(?:\.\w+)?|analysis)\b(.*)")
+NEEDS_MNIST = re.compile(r"needs MNIST|HIGHWAY_STUDY_DATA=|data\.path=", re.IGNORECASE)
+NEEDS_SLURM = re.compile(r"needs Slurm", re.IGNORECASE)
+# Names that only point at the project's own places on a development machine.
+NOT_FOR_READERS = re.compile(r"\bIssue \d+\b|device tool|search tool|this session|NOTES\.md|"
+                             r"/work/", re.IGNORECASE)
+
+
+@dataclass
+class Documented:
+    page: str
+    line: int
+    module: str  # highway_study, highway_study.benchmark, analysis, ...
+    args: list[str]
+    context: str  # the command's own line(s), and the block or paragraph that introduces it
+
+    def __str__(self) -> str:
+        return f"{self.page}:{self.line}: python -m {self.module} {' '.join(self.args)}"
+
+
+def logical_lines(text: str) -> list[tuple[int, str, bool, str]]:
+    """(line number, text with backslash continuations joined, inside a code block?, what
+    introduces it: for a code line the block above it and the paragraph before the block, for
+    a prose line the paragraph so far)."""
+    out, fenced, block, paragraph, blank = [], False, [], [], True
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        start, line = i + 1, lines[i]
+        while line.rstrip().endswith("\\") and i + 1 < len(lines):
+            i += 1
+            line = line.rstrip()[:-1] + " " + lines[i].strip()
+        # An inline code span that goes on on the next line of its paragraph.
+        while (not fenced and line.count("`") % 2 and not line.lstrip().startswith("```")
+               and i + 1 < len(lines) and lines[i + 1].strip()):
+            i += 1
+            line = line + " " + lines[i].strip()
+        i += 1
+        if line.strip().startswith("```"):
+            fenced = not fenced
+            block = list(paragraph) if fenced else []
+            continue
+        indented = line.startswith("    ") and not line.lstrip().startswith(("-", "|", "*"))
+        in_code = fenced or indented
+        if in_code:
+            if not fenced and not block:
+                block = list(paragraph)
+            out.append((start, line, True, "\n".join(block)))
+            block.append(line)
+        else:
+            out.append((start, line, False, "" if blank else "\n".join(paragraph)))
+            block = []
+            if line.strip():  # a blank line ends a paragraph; the next prose line starts one
+                paragraph = [line] if blank else paragraph + [line]
+            blank = not line.strip()
+    return out
+
+
+def documented_commands() -> list[Documented]:
+    found = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        shell = page.suffix == ".sh"
+        if shell:
+            text = text.replace("$PAR", "hydra/launcher=joblib hydra.launcher.n_jobs=2")
+            header = "\n".join(line for line in text.splitlines()[:12] if line.startswith("#"))
+        for number, line, in_code, above in logical_lines(text):
+            if shell:
+                if line.lstrip().startswith("#"):
+                    continue
+                above = header  # the script's opening comment speaks for every command
+            pieces = [line] if (in_code or shell) else re.findall(r"`([^`]*)`", line)
+            for piece in pieces:
+                piece = re.sub(r"<[^>]+>", "PLACEHOLDER", piece)  # `python -m analysis <dir>`
+                for match in COMMAND.finditer(piece):
+                    rest = re.split(r"\s#|;|&&|\||>", match.group(2))[0]
+                    rest = re.sub(r"\$\([^)]*\)|\$\$", "X", rest)  # what the shell expands
+                    found.append(Documented(page.relative_to(REPO).as_posix(), number,
+                                            match.group(1), shlex.split(rest),
+                                            line + "\n" + above))
+    return found
+
+
+COMMANDS = documented_commands()
+
+
+def by_module(*modules):
+    chosen = [c for c in COMMANDS if c.module in modules]
+    return pytest.mark.parametrize("command", chosen, ids=[str(c) for c in chosen])
+
+
+def test_the_pages_hold_the_commands_this_guard_checks():
+    modules = {c.module for c in COMMANDS}
+    assert {"highway_study", "analysis", "highway_study.benchmark",
+            "highway_study.benchmark_stack", "highway_study.storage"} <= modules
+    pages = {c.page for c in COMMANDS}
+    assert {"README.md", "docs/sweeps.md", "docs/analysis.md", "docs/conv.md",
+            "docs/study/report.md", "docs/study/run_study.sh"} <= pages
+
+
+# --- python -m highway_study: composed job by job, validated, marked ---------------------------
+
+def jobs_of(overrides: list[str]) -> tuple[object, list[list[str]]]:
+    """(the sweep's starting config, the override list of every job it launches) for a grid;
+    an Optuna search gives its starting config and one job of its fixed settings."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    start = compose_multirun(*overrides)
+    parser = OverridesParser.create()
+    task = [o for o in overrides if not o.startswith(("hydra.", "hydra/"))]
+    if "optuna" in str(start.hydra.sweeper.get("_target_", "")):
+        searched = {o.key_or_group for o in parser.parse_overrides(
+            [f"{k}={v}" for k, v in start.hydra.sweeper.params.items()])}
+        searched |= {o.key_or_group for o in parser.parse_overrides(task) if o.is_sweep_override()}
+        for key in searched:
+            assert OmegaConf.select(start, key) is not None, f"the search names no key {key}"
+        fixed = [o.input_line for o in parser.parse_overrides(task) if not o.is_sweep_override()]
+        return start, [fixed]
+    params = [f"{k}={v}" for k, v in (start.hydra.sweeper.get("params") or {}).items()]
+    jobs = BasicSweeper.split_arguments(parser.parse_overrides(params + task), None)[0]
+    return start, jobs
+
+
+GROUPS = {path.name for path in (REPO / "conf").iterdir() if path.is_dir()}
+
+
+@functools.lru_cache(maxsize=None)
+def composed(overrides: tuple[str, ...]):
+    """The config of these group choices and hydra overrides (composed once per choice set)."""
+    from hydra import compose, initialize_config_dir
+
+    from highway_study.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def job_config(hydra_overrides: list[str], job: list[str]):
+    """One job's config, as Hydra composes it: its group choices compose (cached), its values
+    are set on top, as Hydra applies command-line values after the defaults list."""
+    parsed = OverridesParser.create().parse_overrides(list(job))
+    groups = tuple(hydra_overrides) + tuple(o.input_line for o in parsed if o.key_or_group in GROUPS)
+    cfg = copy.deepcopy(composed(groups))
+    for override in parsed:
+        if override.key_or_group not in GROUPS:
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+    return cfg
+
+
+@by_module("highway_study")
+def test_documented_run_and_sweep_commands_compose_and_validate(command):
+    from highway_study.config import validate
+
+    overrides = [arg for arg in command.args
+                 if arg not in ("-m", "--multirun") and not arg.startswith(("[", "..."))]
+    start, jobs = jobs_of(overrides)
+    hydra_overrides = [o for o in overrides if o.startswith(("hydra.", "hydra/"))]
+    data = set()
+    for job in jobs:
+        cfg = job_config(hydra_overrides, job)
+        validate(cfg)  # what the CLI does before anything runs
+        data.add(cfg.data.name)
+    if "mnist" in data:
+        assert NEEDS_MNIST.search(command.context), f"{command} needs MNIST and does not say so"
+    if str(start.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        assert NEEDS_SLURM.search(command.context), f"{command} needs Slurm and does not say so"
+
+
+@by_module("highway_study.storage")
+def test_documented_storage_commands_name_one_study(command):
+    assert len(command.args) <= 1, command  # none: the tool named in prose
+
+
+# --- python -m analysis and the speed tools: their own parsers ---------------------------------
+
+def analysis_options() -> set[str]:
+    from analysis.__main__ import _parser
+
+    return {o for action in _parser()._actions for o in action.option_strings}
+
+
+@by_module("analysis")
+def test_documented_analysis_commands_parse(command):
+    from analysis.__main__ import _parser
+
+    if any(arg.startswith("[") for arg in command.args):  # a synopsis: the options must exist
+        named = {re.sub(r"[^\w-]", "", arg) for arg in command.args if "--" in arg}
+        assert named <= analysis_options(), command
+    else:
+        _parser().parse_args(command.args)  # argparse exits on an unknown option or bad value
+
+
+@by_module("highway_study.benchmark", "highway_study.benchmark_stack")
+def test_documented_speed_commands_parse(command):
+    from highway_study.bench import benchmark, stack
+
+    parse = benchmark.parse_args if command.module.endswith("benchmark") else stack.parse_args
+    if not any(arg.startswith("[") for arg in command.args):
+        parse(command.args)
+
+
+@pytest.mark.parametrize("page, section, options", [
+    ("README.md", "## Analysis", "analysis"), ("docs/analysis.md", None, "analysis"),
+    ("docs/benchmark.md", None, "speed")])
+def test_every_option_the_pages_name_exists(page, section, options):
+    text = (REPO / page).read_text(encoding="utf-8")
+    if section:
+        text = text.split(section, 1)[1].split("\n## ", 1)[0]
+    # Options are hyphenated words; `--xla_cpu_...` flags belong to XLA, not to these tools.
+    named = set(re.findall(r"`(--[a-z][a-z-]*)(?![\w])[^`]*`", text))
+    known = analysis_options() if options == "analysis" else _speed_options()
+    assert named and named <= known, sorted(named - known)
+
+
+def _speed_options() -> set[str]:
+    """Every option of the two speed tools, read from their --help."""
+    options = set()
+    for module in ("highway_study.benchmark", "highway_study.benchmark_stack"):
+        result = subprocess.run([os.sys.executable, "-m", module, "--help"], capture_output=True,
+                                text=True, timeout=60, cwd=REPO)
+        options |= set(re.findall(r"--[\w-]+", result.stdout))
+    return options
+
+
+# --- the pages speak to a reader outside the project -------------------------------------------
+
+@pytest.mark.parametrize("page", PAGES + sorted((REPO / "conf").rglob("*.yaml")),
+                         ids=lambda p: p.relative_to(REPO).as_posix())
+def test_pages_name_nothing_a_reader_does_not_have(page):
+    """No project-internal names (issue numbers, the tools or machine paths the authors
+    worked with, notes that are not in the repository), in the pages or the configs' comments."""
+    text = page.read_text(encoding="utf-8")
+    hits = [f"{number}: {line.strip()}" for number, line in enumerate(text.splitlines(), 1)
+            if NOT_FOR_READERS.search(line)]
+    assert not hits, hits
+
+
+# --- docs/study/run_study.sh -----------------------------------------------------------------
+
+def test_run_study_shows_each_step_and_stops_at_the_first_failure(tmp_path):
+    """A stand-in python records its calls and fails the third one: the script prints each
+    step and its output, logs it, and stops there with that step's status."""
+    (tmp_path / "docs" / "study").mkdir(parents=True)
+    shutil.copy(REPO / "docs" / "study" / "run_study.sh", tmp_path / "docs" / "study")
+    fake = tmp_path / "fake_python"
+    fake.write_text('#!/usr/bin/env bash\nn=$(( $(cat calls 2>/dev/null | wc -l) + 1 ))\n'
+                    'echo "$*" >> calls\necho "output of call $n"\n'
+                    '[ "$n" -eq 3 ] && { echo "call $n failed" >&2; exit 7; }\nexit 0\n')
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", "docs/study/run_study.sh"], cwd=tmp_path,
+                            env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 7
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert len(calls) == 3  # nothing after the failed step
+    assert "step blog_baselines: " in result.stdout and "output of call 1" in result.stdout
+    assert "output of call 3" in result.stdout and "call 3 failed" in result.stdout
+    assert "step softmax_baseline failed with exit status 7" in result.stderr
+    log = (tmp_path / "outputs" / "study_logs" / "softmax_baseline.log").read_text()
+    assert "output of call 3" in log and "call 3 failed" in log
