@@ -19,11 +19,9 @@ def make_loss(reduction: str):
     )
 
 
-def to_dataset(x, y, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
-    """A batched tf.data pipeline; shuffled (seeded, every epoch) when `seed` is given."""
+def to_dataset(x, y, batch_size: int) -> tf.data.Dataset:
+    """A batched tf.data pipeline in the data's order (training batches: training.epochs)."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if seed is not None:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
     options.autotune.enabled = False  # autotune can idle for seconds at fit()'s teardown
     options.deterministic = True
