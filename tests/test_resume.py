@@ -182,6 +182,15 @@ def leave_a_half_written_checkpoint(run_dir):
     (folder / "epoch-00003.weights.h5").write_bytes(b"renamed, but its state never written")
 
 
+def as_written_before(run_dir):
+    """The checkpoint as keras.callbacks.BackupAndRestore wrote it before this layout."""
+    folder = checkpoint.checkpoint_dir(run_dir)
+    (folder / "epoch-00002.weights.h5").rename(folder / "latest.weights.h5")
+    (folder / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    for path in folder.glob("epoch-*"):
+        path.unlink()
+
+
 for what, damage, outcome in [
     ("a truncated newest checkpoint (weights file)", damage_newest_weights,
      "one warning sentence; the run resumes from the checkpoint before it"),
@@ -191,17 +200,19 @@ for what, damage, outcome in [
      "one warning sentence each; training starts over from epoch 1"),
     ("a kill while a checkpoint was being written", leave_a_half_written_checkpoint,
      "the half-written files are ignored and removed; the run resumes from the last whole one"),
+    ("a checkpoint written by the previous version (Keras BackupAndRestore's files)",
+     as_written_before, "restored: the run resumes after its epoch"),
 ]:
     from faults import add
 
-    add(what, "`train()` stopped after epoch 2, the checkpoint damaged, then `train()` again",
+    add(what, "`train()` stopped after epoch 2, the checkpoint changed so, then `train()` again",
         outcome + "; the result equals the uninterrupted run",
         "test_resume.py::test_a_damaged_checkpoint_falls_back_and_still_equals_the_whole_run")
 
 
 @pytest.mark.parametrize("damage, resumed_after", [
     (damage_newest_weights, 1), (damage_newest_state, 1), (damage_every_checkpoint, 0),
-    (leave_a_half_written_checkpoint, 2)])
+    (leave_a_half_written_checkpoint, 2), (as_written_before, 2)])
 def test_a_damaged_checkpoint_falls_back_and_still_equals_the_whole_run(
         damage, resumed_after, tmp_path, models, caplog):
     train(compose_config(*SMALL), tmp_path / "whole", verbose=False)
