@@ -1,9 +1,13 @@
 """`python -m highway_study [overrides]`: one run (or, with -m, a sweep) of the study.
 
-The task function validates the config, hands the job to the runtime (skip, train or
-resume, and always a run record) and returns the objective the config names
-(`optimized_metric`, best validation accuracy by default; 0 for a diverged or failed run),
-so a sweep never crashes on one bad run.
+The task function takes the run folder's lock (one process per folder), validates the
+config, hands the job to the runtime (skip, train or resume, and always a run record) and
+returns the objective the config names (`optimized_metric`, best validation accuracy by
+default; 0 for a diverged or failed run), so a sweep never crashes on one bad run.
+
+Hydra's own config errors (`depth=abc`, `model=resnet`, a malformed override) end, like our
+checks, in one sentence and exit code 2 (runtime.errors); set HYDRA_FULL_ERROR=1 to see
+Hydra's full report instead.
 
 The configs are the repository's conf/, installed with the package as highway_study.conf
 (pyproject.toml maps one onto the other), so an installed wheel finds them too.
@@ -12,6 +16,7 @@ The configs are the repository's conf/, installed with the package as highway_st
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -19,10 +24,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from highway_study.config import ConfigError, register_configs, validate
+from highway_study.runtime.errors import describe
 from highway_study.runtime.job import record_failure, refuse, run_job
+from highway_study.runtime.lock import RunLocked, run_lock
+from highway_study.runtime.progress import SweepRefused
 from highway_study.runtime.threads import job_threads, limit_threads
 
 register_configs()
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
 
 def _register_population_launcher() -> None:
@@ -44,6 +53,14 @@ def main(cfg) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
+        with run_lock(run_dir):
+            return _job(cfg, hydra_cfg, run_dir, multirun)
+    except RunLocked as error:  # another live process works in this folder: touch nothing
+        return refuse(str(error), multirun, exit_code=1)
+
+
+def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool) -> float:
+    try:
         validate(cfg)
         threads = job_threads(hydra_cfg.launcher)  # a parallel job's share of the cores
     except ConfigError as error:
@@ -54,6 +71,23 @@ def main(cfg) -> float:
     return run_job(cfg, run_dir, multirun)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Run `main`, turning Hydra's config errors into one sentence and exit code 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    main()
+    full_report = os.environ.get(FULL_ERROR_ENV) == "1"
+    os.environ[FULL_ERROR_ENV] = "1"  # Hydra raises instead of printing its own report
+    try:
+        main()
+    except SweepRefused as error:
+        print(f"Invalid config: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:  # noqa: BLE001 - anything else is re-raised unchanged
+        message = None if full_report else describe(error)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

@@ -7,6 +7,8 @@ one sentence naming the key, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -21,6 +23,12 @@ READOUTS = ("flatten", "global_average")
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
 LOSS_REDUCTIONS = ("mean", "sum")
 IMPLEMENTATIONS = ("scan", "layers", "scan_autodiff")
+# Keras activation names (tests/test_config.py checks that Keras knows each one).
+ACTIVATIONS = (
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh",
+    "sigmoid", "hard_sigmoid", "softplus", "softsign", "exponential", "linear",
+)
+SEED_LIMIT = 2**32  # numpy and Keras take seeds in [0, 2**32)
 INITIALIZERS = (
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
     "lecun_normal", "orthogonal", "truncated_normal", "random_normal",
@@ -127,8 +135,20 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="base_config", node=Config)
 
 
+def known_keys(schema=Config, prefix: str = "") -> list[str]:
+    """Every key the schema defines, dotted (`model.activation`); `tags` is free-form."""
+    keys = []
+    for item in dataclasses.fields(schema):
+        keys.append(prefix + item.name)
+        if dataclasses.is_dataclass(item.type) or (
+                isinstance(item.type, str) and item.type in _SECTIONS):
+            keys += known_keys(_SECTIONS.get(item.type, item.type), f"{prefix}{item.name}.")
+    return keys
+
+
 def validate(cfg) -> None:
     """Raise ConfigError for the first value outside its allowed range."""
+    _no_unknown_keys(cfg)
     _choice("model.name", cfg.model.name, catalog.names())
     _choice("data.name", cfg.data.name, tuple(LOADERS))
     _choice("optimized_metric", cfg.optimized_metric, record.OBJECTIVES)
@@ -136,6 +156,11 @@ def validate(cfg) -> None:
     _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)
     _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
     _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)
+    _choice("model.activation", cfg.model.activation, ACTIVATIONS)
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not (
+            0 <= cfg.seed < SEED_LIMIT):
+        raise ConfigError(
+            f"seed={cfg.seed!r} is not allowed: use an integer from 0 to {SEED_LIMIT - 1}.")
     for key in ("width", "epochs", "batch_size"):
         _at_least(key, cfg[key], 1)
     if cfg.model.streams is not None:
@@ -162,6 +187,11 @@ def validate(cfg) -> None:
     if not 0.0 <= cfg.optimizer.momentum < 1.0:
         raise ConfigError(
             f"optimizer.momentum={cfg.optimizer.momentum} is not allowed: use a value in [0, 1)."
+        )
+    if cfg.optimizer.momentum and cfg.optimizer.name != "momentum":
+        raise ConfigError(
+            f"optimizer.momentum={cfg.optimizer.momentum} is not used by "
+            f"optimizer={cfg.optimizer.name}: leave it at 0 or use optimizer=momentum."
         )
     if not 0.0 < cfg.threshold <= 1.0:
         raise ConfigError(f"threshold={cfg.threshold} is not allowed: use a value in (0, 1].")
@@ -218,6 +248,39 @@ def _validate_data(data) -> None:
                 f"data.val_size + data.test_size = {data.val_size + data.test_size} leaves no "
                 f"training examples out of data.num_examples={data.num_examples}: make it smaller."
             )
+
+
+_SECTIONS = {"ModelConfig": ModelConfig, "DataConfig": DataConfig,
+             "OptimizerConfig": OptimizerConfig}
+
+
+def _no_unknown_keys(cfg) -> None:
+    """Refuse keys the schema does not define (Hydra's `+key=value` adds any key, so a typo
+    such as `+deph=5` would otherwise train with the default depth)."""
+    known = set(known_keys())
+    for key in _keys(cfg):
+        if key not in known:
+            raise ConfigError(unknown_key(key))
+
+
+def unknown_key(key: str) -> str:
+    """One sentence saying `key` is not in the schema, with the closest key of its section."""
+    section, _, name = key.rpartition(".")
+    siblings = [k.rpartition(".")[2] for k in known_keys() if k.rpartition(".")[0] == section]
+    close = difflib.get_close_matches(name, sorted(siblings), n=1)
+    hint = (f"did you mean {section + '.' if section else ''}{close[0]}?" if close
+            else "see highway_study/config.py for the keys.")
+    return f"{key} is not a config key of this study: {hint}"
+
+
+def _keys(cfg, prefix: str = "") -> list[str]:
+    keys = []
+    for key in cfg:
+        keys.append(f"{prefix}{key}")
+        value = cfg[key]
+        if f"{prefix}{key}" != "tags" and hasattr(value, "keys"):
+            keys += _keys(value, f"{prefix}{key}.")
+    return keys
 
 
 def _choice(key: str, value, allowed) -> None:

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +52,7 @@ class Summary:
     wall_seconds: float | None = None
     gate_activity: list = field(default_factory=list)
     lesion: list | None = None
+    data_source: str | None = None  # where the data came from (MNIST: the folder read)
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, **dataclasses.asdict(self)}
@@ -137,9 +138,11 @@ def read_metrics(run_dir) -> list[dict]:
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(row, dict):  # valid JSON that is not an epoch's object is no row
+            rows.append(row)
     return rows
 
 
@@ -155,16 +158,17 @@ def rewrite_metrics(run_dir, rows: list[dict]) -> None:
 
 
 def write_summary(run_dir, summary: Summary) -> Path:
-    """Write summary.json atomically (temp file in the same folder, then rename)."""
+    """Write summary.json atomically (temp file in the same folder, then rename), with the
+    permissions the umask gives every other file (tempfile's would be 0600)."""
     target = Path(run_dir) / SUMMARY_FILE
     payload = json.dumps(_finite_or_none(summary.to_dict()), indent=2)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=run_dir, prefix=".summary.", suffix=".tmp", delete=False, encoding="utf-8"
-    ) as stream:
+    partial = target.with_name(f".summary.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "w",
+              encoding="utf-8") as stream:
         stream.write(payload + "\n")
         stream.flush()
         os.fsync(stream.fileno())
-    os.replace(stream.name, target)
+    os.replace(partial, target)
     return target
 
 

@@ -19,8 +19,10 @@ def real_mnist_root() -> Path | None:
     return None
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_root():
+    """Session-scoped, so it reads $HIGHWAY_STUDY_DATA before any test's fixtures (such as
+    test_mnist's isolated cache, which removes the variable) change the environment."""
     root = real_mnist_root()
     if root is None:
         pytest.skip("real MNIST not available (set HIGHWAY_STUDY_DATA)")

@@ -1,9 +1,11 @@
 """Config composition, defaults, and one-sentence errors for every bad value."""
 
+import keras
 import pytest
 
 from compose import compose_config
-from highway_study.config import ConfigError, validate
+from faults import add, fault
+from highway_study.config import ACTIVATIONS, ConfigError, validate
 
 
 def test_defaults_follow_the_blog_fully_connected_setup():
@@ -30,6 +32,20 @@ def test_command_line_beats_model_defaults():
     assert compose_config("model=plain_fc", "width=30").width == 30
 
 
+# Values that trained silently (or crashed) before they were checked.
+NEW_BAD_VALUES = [
+    ("seed=-1", "seed=-1", "from 0 to 4294967295"),
+    ("model.activation=bogus", "model.activation='bogus'", "relu"),
+    ("optimizer=adam optimizer.momentum=0.9", "optimizer.momentum=0.9 is not used by "
+     "optimizer=adam", "optimizer=momentum"),
+    ("optimizer.momentum=0.5", "optimizer.momentum=0.5 is not used by optimizer=sgd",
+     "optimizer=momentum"),
+    ("+deph=5", "deph is not a config key", "did you mean depth?"),
+    ("+model.activaton=tanh", "model.activaton is not a config key",
+     "did you mean model.activation?"),
+]
+
+
 @pytest.mark.parametrize("override, key, allowed", [
     ("depth=0", "depth=0", ">= 1"),
     ("width=-3", "width=-3", ">= 1"),
@@ -47,14 +63,23 @@ def test_command_line_beats_model_defaults():
     ("patience=0", "patience=0", ">= 1"),
     ("model.streams=0", "model.streams=0", ">= 1"),
     ("optimized_metric=loss", "optimized_metric='loss'", "best_val_accuracy"),
+    *NEW_BAD_VALUES,
 ])
 def test_bad_values_raise_one_sentence_naming_key_value_and_range(override, key, allowed):
+    overrides = override.split()
     with pytest.raises(ConfigError) as error:
-        validate(compose_config(override))
+        validate(compose_config(*overrides))
     message = str(error.value)
     assert message.startswith(key) and allowed in message and message.count("\n") == 0
 
 
+def test_every_allowed_activation_is_one_keras_knows():
+    for name in ACTIVATIONS:
+        assert callable(keras.activations.get(name)), name
+
+
+@fault("a depth that a fixed-depth model does not have", "`python -m highway_study model=shallow depth=5`",
+       "exit 2: `Invalid config: depth=5 is not allowed for model=shallow, which has ...: use depth=1 ...`")
 @pytest.mark.parametrize("model, depth, allowed", [("shallow", 5, 1), ("softmax", 2, 0)])
 def test_fixed_depth_models_reject_other_depths(model, depth, allowed):
     message = f"depth={depth} is not allowed for model={model}, which has"
@@ -70,12 +95,49 @@ def test_cli_bad_value_exits_nonzero_with_one_sentence(run_cli, tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-def test_cli_unknown_group_option_lists_the_allowed_ones(run_cli, tmp_path):
-    result = run_cli("model=resnet", f"hydra.run.dir={tmp_path}")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "highway_fc" in result.stderr and "plain_fc" in result.stderr
+HYDRA_ERRORS = [
+    ("depth=abc", "Invalid config: depth=abc is not allowed: use an integer."),
+    ("optimizer.learning_rate=fast",
+     "Invalid config: optimizer.learning_rate=fast is not allowed: use a number."),
+    ("deph=5", "Invalid config: deph is not a config key of this study: did you mean depth?"),
+    ("+deph=5", "Invalid config: deph is not a config key of this study: did you mean depth?"),
+    ("model=resnet", "Invalid config: model=resnet is not allowed: use one of highway_conv, "
+     "highway_fc, plain_conv, plain_fc, residual_fc, shallow, softmax."),
+    ("depth=[1,2", "Invalid config: an override cannot be parsed"),
+    ("seed=-1", "Invalid config: seed=-1 is not allowed: use an integer from 0 to 4294967295."),
+]
+for _override, _message in HYDRA_ERRORS:
+    add(f"`{_override}`", f"`python -m highway_study {_override}`",
+        f"exit 2 and one line: `{_message}`",
+        "test_config.py::test_cli_config_errors_end_in_one_sentence_and_exit_2")
 
 
+add("a value outside its range or list: `depth=0`, `width=-3`, `epochs=0`, `batch_size=0`, "
+    "`optimizer.learning_rate=0` or `-0.1`, `optimizer.momentum=1.5`, `model.name=resnet`, "
+    "`loss_reduction=median`, `model.kernel_initializer=zeros`, `carry_bias=nan`, "
+    "`threshold=1.5`, `max_steps=0`, `patience=0`, `model.streams=0`",
+    "`python -m highway_study depth=0` (each one)",
+    "exit 2: `Invalid config: depth=0 is not allowed: use an integer >= 1.` (key, value, "
+    "what is allowed)", "test_config.py::test_bad_values_raise_one_sentence_naming_key_value_and_range")
+for _override, _key, _allowed in NEW_BAD_VALUES:
+    if _override in dict(HYDRA_ERRORS):
+        continue  # a row of the CLI test
+    add(f"`{_override}`", f"`python -m highway_study {_override}`",
+        f"exit 2: `Invalid config: {_key}...` ({_allowed})",
+        "test_config.py::test_bad_values_raise_one_sentence_naming_key_value_and_range")
+
+
+@pytest.mark.parametrize("override, message", HYDRA_ERRORS)
+def test_cli_config_errors_end_in_one_sentence_and_exit_2(run_cli, tmp_path, override, message):
+    result = run_cli(override, f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+@fault("`HIGHWAY_STUDY_THREADS=two`", "`HIGHWAY_STUDY_THREADS=two python -m highway_study`",
+       "exit 2: `HIGHWAY_STUDY_THREADS='two' is not allowed: use an integer >= 1.`")
 def test_bad_thread_count_in_environment_is_one_sentence(run_cli, tmp_path):
     result = run_cli("data=synthetic", f"hydra.run.dir={tmp_path}",
                      env={"HIGHWAY_STUDY_THREADS": "two"})

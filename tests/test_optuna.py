@@ -2,13 +2,16 @@
 workers, and a database password that never reaches a file or a log."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from faults import fault
 from highway_study.runtime import storage
 
 TINY_SEARCH = ["hparams_search=highway_optuna", "data=synthetic", "epochs=1", "tensorboard=false",
@@ -82,6 +85,9 @@ def test_storage_url_takes_the_password_from_the_environment(monkeypatch, tmp_pa
         storage.storage_url()
 
 
+@fault("an Optuna search rerun to continue (or a second worker started the same way)",
+       "`python -m highway_study hparams_search=highway_optuna` twice",
+       "the second proposes new points (the sampler seed is no longer fixed), joining the study")
 def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
     finish(search(tmp_path, "hydra.sweep.dir=first", trials=3))
     db = tmp_path / "outputs" / "optuna.db"
@@ -94,6 +100,91 @@ def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
     assert complete_trials(url, study_name) == 5  # same study, 3 + 2 trials
     assert "sweep progress: 2/2 runs done" in output
     assert len([p for p in (tmp_path / "second").iterdir() if (p / "summary.json").exists()]) == 2
+    points = [tuple(sorted(trial.params.items())) for trial in trials(url)]
+    assert len(set(points)) == 5  # the rerun did not propose the first run's points again
+
+
+def trials(url: str, study_name: str = "highway_depth_bias_lr"):
+    import optuna
+
+    return optuna.load_study(study_name=study_name, storage=url).trials
+
+
+@fault("SIGTERM to an Optuna search while a trial trains",
+       "`python -m highway_study hparams_search=highway_optuna ...`, SIGTERM during trial 0",
+       "exit 143; the trial is marked FAIL at exit, not left RUNNING")
+def test_an_interrupted_trial_does_not_stay_running(tmp_path):
+    process = search(tmp_path, "data.num_examples=20000", "epochs=8", "hydra.sweep.dir=sweep",
+                     trials=2)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "sweep").glob("*/metrics.jsonl")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    import optuna
+
+    states = [trial.state for trial in trials(f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}")]
+    assert states == [optuna.trial.TrialState.FAIL]
+
+
+@fault("an Optuna worker killed with SIGKILL (or its machine lost) mid-trial",
+       "any worker of the same study asking for its next trial",
+       "the dead worker's trial, without a heartbeat for twice `heartbeat_seconds`, is marked FAIL")
+def test_a_trial_whose_worker_died_is_marked_failed_by_the_next_ask(tmp_path, monkeypatch):
+    import optuna
+    import sqlalchemy
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    monkeypatch.setenv(storage.URL_ENV, url)
+    dead = optuna.storages.RDBStorage(url, heartbeat_interval=60)  # a worker without guards
+    study = optuna.create_study(study_name="s", storage=dead)
+    orphan = study.ask()
+    dead.record_heartbeat(orphan._trial_id)
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:  # its last heartbeat, long ago
+        connection.execute(sqlalchemy.text(
+            "UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
+    engine.dispose()
+
+    alive = optuna.load_study(study_name="s", storage=storage.optuna_storage(heartbeat_seconds=60))
+    fresh = alive.ask()
+    alive.tell(fresh, 0.5)
+    states = {trial.number: trial.state for trial in trials(url, "s")}
+    assert states == {0: optuna.trial.TrialState.FAIL, 1: optuna.trial.TrialState.COMPLETE}
+
+
+@fault("`hydra.sweeper.n_trials=0` (or `hydra.sweeper.n_jobs=0`)",
+       "`python -m highway_study hparams_search=highway_optuna hydra.sweeper.n_trials=0`",
+       "exit 2 and one line: `Invalid config: hydra.sweeper.n_trials=0 is not allowed: use an "
+       "integer >= 1.`")
+@pytest.mark.parametrize("key", ["n_trials", "n_jobs"])
+def test_a_search_of_no_trials_is_refused_in_one_sentence(tmp_path, key):
+    process = search(tmp_path, f"hydra.sweeper.{key}=0", "hydra.sweep.dir=sweep")
+    _, stderr = process.communicate(timeout=240)
+    assert process.returncode == 2
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines == [f"Invalid config: hydra.sweeper.{key}=0 is not allowed: use an integer >= 1."]
+
+
+@fault("`python -m highway_study.storage` with a bad URL in $HIGHWAY_STUDY_OPTUNA_URL",
+       "`HIGHWAY_STUDY_OPTUNA_URL='not a url' python -m highway_study.storage NAME` "
+       "(also `foo://x`, an unreachable server)",
+       "one sentence without the password; exit 2 for a malformed URL or unknown driver, 1 for "
+       "a database that cannot be reached")
+@pytest.mark.parametrize("url, code, says", [
+    ("not a url", 2, "is not a database URL"),
+    ("foo://host/db", 2, "Can't load plugin: sqlalchemy.dialects:foo"),
+    ("postgresql://user@127.0.0.1:1/db", 1, "cannot be used: OperationalError"),
+])
+def test_storage_command_reports_a_bad_url_in_one_sentence(monkeypatch, capsys, url, code, says):
+    monkeypatch.setenv(storage.URL_ENV, url)
+    monkeypatch.setenv(storage.PASSWORD_ENV, "s3cret-pw")
+    assert storage.main(["study"]) == code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and says in lines[0] and "s3cret-pw" not in err
 
     # Another fixed setting would join trials it cannot be compared with: refused at once.
     refused = search(tmp_path, "hydra.sweep.dir=third", "epochs=2", trials=2)

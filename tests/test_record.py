@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from analysis.collect import collect
+from faults import fault
 from highway_study import record
 
 # Written by the code before the layout change (commit be8e28b): two runs of a tiny sweep.
@@ -44,6 +47,8 @@ def test_summary_round_trips_and_ignores_keys_it_does_not_know(tmp_path):
     assert back.best_val_accuracy == 0.5 and back.test_accuracy is None
 
 
+@fault("a summary.json that is not a run record (no schema, unknown schema, unknown status, no config)",
+       "`python -m analysis FOLDER`", "the folder is skipped and named, with the reason, in one warning")
 @pytest.mark.parametrize("data, why", [
     ([1, 2], "no schema"),
     ({"schema": 99, "status": "completed", "config": {}}, "unknown schema 99"),
@@ -81,3 +86,35 @@ def test_objective_is_the_named_metric_of_a_completed_run(status, metric, expect
 def test_objective_refuses_a_metric_the_record_does_not_have():
     with pytest.raises(ValueError, match="optimized_metric='loss'"):
         record.objective(record.Summary(status="completed", config={}), "loss")
+
+
+@fault("summary.json's permissions", "any run, umask 022 (or 077)",
+       "summary.json is 0644 (or 0600) like every other file the run writes, not always 0600")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_summary_follows_the_umask_like_every_other_file(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        record.write_summary(tmp_path, record.Summary(status="completed", config={}))
+        record.append_metrics(tmp_path, {"epoch": 1})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / record.SUMMARY_FILE).stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / record.METRICS_FILE).stat().st_mode) == mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [record.SUMMARY_FILE, record.METRICS_FILE])  # no temporary file left
+
+
+@fault("a metrics.jsonl line that is valid JSON but not an object (`[1, 2]`, `3`, `\"x\"`, `null`)",
+       "`python -m analysis FOLDER`", "the line is skipped like a half-written one; the analysis runs")
+def test_metrics_lines_that_are_not_objects_are_skipped_by_record_and_analysis(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    record.write_summary(run, record.Summary(status="completed", config={"depth": 2},
+                                             best_val_accuracy=0.5))
+    lines = ['{"epoch": 1, "step": 5, "val_accuracy": 0.5}', "[1, 2]", "3", '"x"', "null",
+             '{"epoch": 2, "step": 10, "val_accuracy": 0.6}', '{"epoch": 3, "st']
+    (run / record.METRICS_FILE).write_text("\n".join(lines) + "\n")
+    assert [row["epoch"] for row in record.read_metrics(run)] == [1, 2]
+    collection = collect([tmp_path])
+    assert collection.runs["epochs_done"].tolist() == [2]
+    assert collection.curves["epoch"].tolist() == [1, 2]

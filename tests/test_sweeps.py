@@ -16,6 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from compose import compose_config
+from faults import fault
 from highway_study.runtime import progress
 from highway_study.runtime import threads as parallel
 
@@ -131,6 +132,10 @@ def test_joblib_jobs_share_the_cores(monkeypatch):
 
 # --- real sweeps ------------------------------------------------------------------------------
 
+@fault("a sweep in which some runs fail or diverge",
+       "`python -m highway_study -m data=synthetic,mnist data.path=/nonexistent ...`",
+       "exit 0 (the sweepers need every run to return), and a last line `sweep finished: 4 runs, "
+       "2 failed (NAMES), 0 diverged; the exit code stays 0 ...`")
 def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_path):
     args = ["-m", *FAST, "data=synthetic,mnist", "data.path=/nonexistent",
             "data.download=false", "depth=1,2", "hydra.sweep.dir=sweep"]
@@ -149,6 +154,10 @@ def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_
             assert record["config"]["data"]["name"] == "synthetic"
     output = first.stdout + first.stderr
     assert "sweep progress: 4/4 runs done, 2 failed" in output
+    last = [line for line in output.splitlines() if "sweep finished:" in line]
+    assert len(last) == 1 and "4 runs, 2 failed (" in last[0] and "0 diverged" in last[0]
+    assert all(name in last[0] for name in runs if "data=mnist" in name)
+    assert "exit code stays 0" in last[0]
 
     good = [run for name, run in runs.items() if "data=synthetic" in name]
     before = {run: ((run / "summary.json").stat().st_mtime_ns,
@@ -177,6 +186,8 @@ def test_grid_sweep_names_folders_isolates_failures_and_skips_finished_runs(tmp_
         "hydra.sweep.dir=sweep_2")
 
 
+@fault("SIGTERM (or Ctrl-C) during training", "`kill -TERM` a run after its first epoch, then the same command",
+       "exit 143 (130), summary.json `interrupted`; the rerun resumes after the saved epoch, each epoch recorded once")
 def test_sigterm_records_interrupted_and_rerun_resumes_from_last_epoch(tmp_path):
     args = ["data=synthetic", "data.num_examples=10000", "epochs=6", "depth=2",
             "tensorboard=false", "hydra.run.dir=run"]
@@ -264,6 +275,8 @@ def test_slurm_launcher_config_is_ready_to_use():
     assert launcher.max_num_timeout > 0  # requeued tasks resume from their checkpoint
 
 
+@fault("a finished run's folder rerun with another config (an edited experiment file)", "rerun the sweep into the same hydra.sweep.dir",
+       "that run is refused in one sentence naming the changed keys; its record is left as it was")
 def test_a_finished_run_of_another_config_is_refused_not_overwritten(tmp_path):
     from highway_study import record
     from highway_study.runtime import job
@@ -293,3 +306,46 @@ def test_the_refusal_names_the_folder_option_of_this_kind_of_run(tmp_path, multi
     with pytest.raises(job.ConfigChanged) as refusal:
         job.recorded_objective(tmp_path, cfg, multirun)
     assert f"rerun into a new {option} " in str(refusal.value)
+
+
+@fault("the same command started twice into one run folder (or two sweeps into one folder)",
+       "`python -m highway_study ... hydra.run.dir=RUN` while another process works in RUN",
+       "the second exits 1 with one sentence (`RUN is in use by another process ...`) and "
+       "writes nothing into the folder")
+def test_a_second_process_in_the_same_run_folder_is_refused(tmp_path):
+    from filelock import FileLock
+
+    from highway_study.runtime.lock import LOCK_FILE
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with FileLock(str(run_dir / LOCK_FILE)):  # another process works there
+        second = hs(tmp_path, *FAST, "depth=1", "hydra.run.dir=run")
+    assert second.returncode == 1 and "Traceback" not in second.stderr
+    lines = [line for line in second.stderr.splitlines() if "in use by another process" in line]
+    assert len(lines) == 1, second.stderr[-2000:]
+    assert not (run_dir / "metrics.jsonl").exists() and not (run_dir / "summary.json").exists()
+
+
+@fault("a run folder lock left by a process killed with SIGKILL",
+       "`kill -9` a run, then rerun into its folder",
+       "the lock is the OS's (flock): it died with its process, the rerun takes it")
+def test_a_lock_left_by_a_killed_process_is_stale(tmp_path):
+    from highway_study.runtime.lock import LOCK_FILE, RunLocked, run_lock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; "
+         f"lock = FileLock({str(tmp_path / LOCK_FILE)!r}); lock.acquire(); "
+         "print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked, match="is in use by another process"):
+            with run_lock(tmp_path):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=60)
+    assert (tmp_path / LOCK_FILE).exists()  # the file stays; its lock died with the process
+    with run_lock(tmp_path):
+        pass

@@ -5,6 +5,7 @@ import math
 
 
 from compose import compose_config
+from faults import fault
 from highway_study import record
 from highway_study.record import objective
 from highway_study.runtime.job import run_job
@@ -27,6 +28,8 @@ def test_cli_run_writes_complete_run_record(run_cli, tmp_path):
     assert summary["schema"] == record.SCHEMA and summary["status"] == "completed"
     assert summary["config"]["depth"] == 3 and summary["epochs"] == 2
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["params"] > 0
+    assert summary["data_source"] == "generated Gaussian clusters (seed 0)"  # what was read
+    assert "data: generated Gaussian clusters (seed 0)" in result.stdout + result.stderr
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert (tmp_path / ".hydra" / "config.yaml").exists()
 
@@ -50,6 +53,8 @@ def test_same_seed_repeats_exactly_and_other_seed_differs(tmp_path):
     assert runs[0].test_loss != runs[2].test_loss
 
 
+@fault("a learning rate so large that the loss becomes NaN", "`python -m highway_study optimizer.learning_rate=1e12`",
+       "the run stops with status `diverged`, NaN written as null, objective 0 (a sweep goes on)")
 def test_huge_learning_rate_diverges_with_finite_objective(tmp_path):
     cfg = compose_config(*FAST, "optimizer.learning_rate=1e12", "epochs=3", "tensorboard=false")
     summary = train(cfg, tmp_path, verbose=False)
@@ -85,6 +90,7 @@ def test_real_mnist_smoke_depth_2_highway(mnist_root, tmp_path, monkeypatch):
     summary = train(cfg, tmp_path, verbose=False)
     assert summary.status == "completed"
     assert summary.test_accuracy > 0.6  # chance is 0.1
+    assert summary.data_source == str(mnist_root / "mnist")  # the record names the folder read
 
 
 def test_patience_stops_when_validation_accuracy_stalls(tmp_path):

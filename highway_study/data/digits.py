@@ -13,4 +13,5 @@ def load(cfg, seed: int) -> Dataset:
     bunch = load_digits()
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int32)
-    return three_way(x, y, cfg, seed, 10, (8, 8, 1))
+    return three_way(x, y, cfg, seed, 10, (8, 8, 1),
+                     "scikit-learn's bundled digits (sklearn.datasets.load_digits)")

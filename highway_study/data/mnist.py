@@ -1,14 +1,19 @@
 """MNIST: find its four IDX files (explicit folder, $HIGHWAY_STUDY_DATA, cache, download), load them.
 
-Downloads go to the cache once, from the first public mirror that answers, and every file
-is verified by the MD5 of its decompressed bytes (the published checksums), so a
-recompressed copy is accepted and a corrupt one is not.
+An explicit folder (`data.path`) is the only place looked at: it must exist and hold the
+files. Downloads go to the cache once, from the first public mirror that answers. Every
+file, downloaded or found, is verified by the MD5 of its decompressed bytes (the published
+checksums), so a recompressed copy is accepted and a corrupt one is not; a file found
+verified is remembered (path, size, modification time) in the user cache, so it is hashed
+once, not at every run.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from highway_study.data.dataset import Dataset, split
+from highway_study.data.dataset import Dataset, DataError, split
 from highway_study.data.idx import read_idx
 
+log = logging.getLogger("highway_study")
 ENV_VAR = "HIGHWAY_STUDY_DATA"
+VERIFIED_FILE = "verified.json"  # in the cache's parent: files whose checksums matched
 
 # MD5 of the decompressed files (LeCun, Cortes, Burges).
 CHECKSUMS = {
@@ -51,10 +58,11 @@ def cache_dir() -> Path:
 
 
 def candidate_dirs(explicit_path=None) -> list[Path]:
-    """The folders searched, in order."""
-    dirs = []
+    """The folders searched, in order: the explicit one alone, else the environment's, then
+    the cache."""
     if explicit_path:
-        dirs.append(Path(explicit_path).expanduser())
+        return [Path(explicit_path).expanduser()]
+    dirs = []
     env = os.environ.get(ENV_VAR)
     if env:
         dirs += [Path(env).expanduser() / "mnist", Path(env).expanduser()]
@@ -70,14 +78,25 @@ def find_file(folder: Path, name: str) -> Path | None:
 
 
 def locate(explicit_path=None, download: bool = True, mirrors=MIRRORS, checksums=CHECKSUMS):
-    """Return {name: path} of the four files, downloading them into the cache if needed."""
+    """Return {name: path} of the four files, downloading them into the cache if needed.
+
+    An explicit path is the only folder looked at (no download): a typo must not silently
+    train on the files of another folder.
+    """
     searched = candidate_dirs(explicit_path)
     for folder in searched:
         found = {name: find_file(folder, name) for name in checksums}
         if all(found.values()):
             return found
-    if explicit_path and not download:
-        searched = searched[:1]
+    if explicit_path:
+        folder = searched[0]
+        problem = ("that folder does not exist" if not folder.is_dir() else "it lacks " + ", ".join(
+            f"{name}.gz" for name, path in found.items() if path is None))
+        raise DataNotFoundError(
+            f"MNIST's four IDX files were not found in {folder} (data.path): {problem}; pass "
+            f"the folder that holds them, or leave data.path unset to search ${ENV_VAR} and "
+            "the cache (downloading into it)."
+        )
     if download:
         try:
             return fetch_into(cache_dir(), mirrors, checksums)
@@ -135,20 +154,62 @@ def verify(path: Path, md5: str) -> None:
     if digest.hexdigest() != md5:
         raise ChecksumError(
             f"{path} does not match the published checksum (MD5 {digest.hexdigest()}, "
-            f"expected {md5}): delete it so that it is fetched again."
+            f"expected {md5}): replace it with the original file (one in the cache is "
+            "fetched again once deleted)."
         )
+
+
+def verify_once(files: dict, checksums=CHECKSUMS) -> None:
+    """Verify every file not yet known to match its checksum; remember the ones that do.
+
+    A file is known by its resolved path, size and modification time, so a replaced or
+    modified file is hashed again. Remembering is skipped where the cache cannot be written.
+    """
+    memory_path = cache_dir().parent / VERIFIED_FILE
+    try:
+        memory = json.loads(memory_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memory = {}
+    if not isinstance(memory, dict):
+        memory = {}
+    changed = False
+    for name, path in files.items():
+        stat = Path(path).stat()
+        key, entry = str(Path(path).resolve()), [stat.st_size, stat.st_mtime_ns, checksums[name]]
+        if memory.get(key) == entry:
+            continue
+        verify(Path(path), checksums[name])
+        memory[key], changed = entry, True
+    if changed:
+        try:
+            memory_path.parent.mkdir(parents=True, exist_ok=True)
+            partial = memory_path.with_name(f".{VERIFIED_FILE}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(memory, indent=1), encoding="utf-8")
+            os.replace(partial, memory_path)
+        except OSError as error:
+            log.debug("could not remember verified MNIST files: %s", error)
 
 
 def load(cfg, seed: int) -> Dataset:
     """MNIST from the IDX files `locate` finds; `cfg.val_size` training images held out."""
-    files = locate(cfg.path, download=cfg.download)
+    files = locate(cfg.path, download=cfg.download, checksums=CHECKSUMS)
+    verify_once(files, CHECKSUMS)
     arrays = {name: read_idx(path) for name, path in files.items()}
+    for images, labels in (("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                           ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")):
+        if len(arrays[images]) != len(arrays[labels]):
+            raise DataError(
+                f"{files[labels]} holds {len(arrays[labels])} labels but {files[images]} holds "
+                f"{len(arrays[images])} images: the files do not belong together; replace them "
+                "with the original MNIST files."
+            )
     x_train = _images(arrays["train-images-idx3-ubyte"])
     y_train = arrays["train-labels-idx1-ubyte"].astype(np.int32)
     x_test = _images(arrays["t10k-images-idx3-ubyte"])
     y_test = arrays["t10k-labels-idx1-ubyte"].astype(np.int32)
-    x_train, y_train, x_val, y_val = split(x_train, y_train, cfg.val_size, seed)
-    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, 10, (28, 28, 1))
+    x_train, y_train, x_val, y_val = split(x_train, y_train, cfg.val_size, seed, "data.val_size")
+    source = str(Path(files["train-images-idx3-ubyte"]).parent)
+    return Dataset(x_train, y_train, x_val, y_val, x_test, y_test, 10, (28, 28, 1), source)
 
 
 def _images(raw: np.ndarray) -> np.ndarray:

@@ -14,4 +14,5 @@ def load(cfg, seed: int) -> Dataset:
     x = centers[y] + rng.normal(0.0, 0.1, size=(cfg.num_examples, cfg.num_features))
     side = int(round(np.sqrt(cfg.num_features)))
     shape = (side, side, 1) if side * side == cfg.num_features else None
-    return three_way(np.clip(x, 0, 1).astype(np.float32), y, cfg, seed, cfg.num_classes, shape)
+    return three_way(np.clip(x, 0, 1).astype(np.float32), y, cfg, seed, cfg.num_classes, shape,
+                     f"generated Gaussian clusters (seed {seed})")

@@ -3,7 +3,9 @@
 - A run folder whose summary says `completed` or `diverged` holds a result: it is not
   trained again and its recorded objective is returned (refused, in one sentence, when it
   was made with another config);
-- any other run trains (resuming from its checkpoint; see training.checkpoint);
+- any other run trains (resuming from its checkpoint; see training.checkpoint), unless it
+  holds finished epochs of another config: that is refused in one sentence, folder untouched;
+- an unreadable summary.json (empty, cut off) is reported and the run counts as unfinished;
 - SIGTERM or Ctrl-C stops it at the next safe point with status `interrupted`;
 - user errors (missing or corrupt data) end a single run with one sentence and exit code 1;
   in a sweep every failure is recorded as status `failed` and the sweep goes on.
@@ -20,6 +22,7 @@ from omegaconf import OmegaConf
 
 from highway_study import record
 from highway_study.config import ConfigError
+from highway_study.data.dataset import DataError
 from highway_study.data.idx import IdxError
 from highway_study.data.mnist import ChecksumError, DataNotFoundError
 from highway_study.runtime.signals import StopRequests
@@ -27,11 +30,12 @@ from highway_study.runtime.signals import StopRequests
 log = logging.getLogger("highway_study")
 
 # Exceptions caused by the user's input, reported in one sentence without traceback.
-USER_ERRORS = (DataNotFoundError, IdxError, ChecksumError, ConfigError)
+USER_ERRORS = (DataNotFoundError, IdxError, ChecksumError, ConfigError, DataError)
 
 
 class ConfigChanged(RuntimeError):
-    """The run folder holds a finished run of another config; the message is one sentence."""
+    """The run folder holds a run (finished, or with epochs to resume) of another config;
+    the message is one sentence."""
 
 
 def run_job(cfg, run_dir: Path, multirun: bool) -> float:
@@ -72,22 +76,47 @@ def run_job(cfg, run_dir: Path, multirun: bool) -> float:
 def recorded_objective(run_dir, cfg, multirun: bool = True) -> float | None:
     """The objective of the finished run in `run_dir`, or None when it has to be trained.
 
-    Raises ConfigChanged when the finished run used a different config, so that it is
-    neither overwritten nor silently reported for the new config; the message names the
-    folder option of this kind of run (hydra.sweep.dir in a sweep, else hydra.run.dir).
+    Raises ConfigChanged when the folder's run (finished, or unfinished with epochs that a
+    rerun would resume) used a different config, so that it is neither overwritten, nor
+    resumed under the new values, nor silently reported for the new config; the message
+    names the folder option of this kind of run (hydra.sweep.dir in a sweep, else
+    hydra.run.dir).
     """
-    summary = record.read_summary(run_dir)
-    if summary is None or not summary.finished:
-        return None
+    summary = read_summary_or_warn(run_dir)
     current = json.loads(json.dumps(_config(cfg)))
-    changed = sorted(_changed_keys(summary.config, current))
-    if changed:
-        folder_option = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-        raise ConfigChanged(
-            f"{run_dir} already holds a finished run whose config differs in "
-            f"{', '.join(changed)}: rerun into a new {folder_option} (or delete that folder)."
-        )
-    return record.objective(summary, cfg.optimized_metric)
+    folder_option = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if summary is not None and summary.finished:
+        changed = sorted(_changed_keys(summary.config, current))
+        if changed:
+            raise ConfigChanged(
+                f"{run_dir} already holds a finished run whose config differs in "
+                f"{', '.join(changed)}: rerun into a new {folder_option} (or delete that "
+                "folder)."
+            )
+        return record.objective(summary, cfg.optimized_metric)
+    from highway_study.training import checkpoint  # TensorFlow loads here
+
+    previous = checkpoint.saved_config(run_dir) or (summary.config if summary else None)
+    epochs = len(record.read_metrics(run_dir))
+    if previous is not None and (epochs or checkpoint.has_checkpoint(run_dir)):
+        changed = sorted(_changed_keys(previous, current))
+        if changed:
+            raise ConfigChanged(
+                f"{run_dir} holds an unfinished run ({epochs} epochs recorded) whose config "
+                f"differs in {', '.join(changed)}: rerun it with its own config to resume it, "
+                "or run the new config into another folder."
+            )
+    return None
+
+
+def read_summary_or_warn(run_dir) -> record.Summary | None:
+    """The folder's summary; None (with a warning) when summary.json cannot be read."""
+    try:
+        return record.read_summary(run_dir)
+    except (ValueError, OSError) as error:  # cut-off JSON, not a run record, unreadable
+        log.warning("%s: summary.json cannot be read (%s); the run is treated as unfinished.",
+                    run_dir, _first_line(error))
+        return None
 
 
 def _changed_keys(old: dict, new: dict, prefix: str = "") -> set[str]:
@@ -114,7 +143,15 @@ def refuse(message: str, multirun: bool, exit_code: int) -> float:
 
 
 def record_failure(run_dir: Path, cfg, message: str) -> None:
+    """Write summary.json with status `failed`, unless the folder already holds a result
+    (a rerun with a bad value must not replace a finished run's record)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        existing = record.read_summary(run_dir)
+    except (ValueError, OSError):
+        existing = None
+    if existing is not None and existing.finished:
+        return
     record.write_summary(run_dir, record.failed(_config(cfg), message,
                                                 record.read_metrics(run_dir)))
 
@@ -130,6 +167,10 @@ def record_interruption(run_dir, cfg, why: str, seconds=None) -> str:
 
 def _config(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _pct(value) -> str:

@@ -11,6 +11,7 @@ batch) use it without new syntax.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -24,6 +25,7 @@ from omegaconf import OmegaConf, open_dict, read_write
 
 from highway_study.config import ConfigError, validate
 from highway_study.runtime import job as job_lib
+from highway_study.runtime.lock import RunLocked, run_lock
 from highway_study.runtime.signals import StopRequests
 
 log = logging.getLogger("highway_study")
@@ -46,13 +48,30 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
             for i, overrides in enumerate(job_overrides)]
     returns: dict[int, JobReturn] = {}
     for members in plan(jobs, launcher.min_members):
-        if len(members) == 1:
-            returns[members[0].index] = _run(launcher, members[0], launcher.task_function)
-            continue
-        objectives = _train_population(members, launcher.groups)
-        for member, objective in zip(members, objectives):
+        with contextlib.ExitStack() as locks:
+            members, busy = _lock(members, locks)
+            objectives = _train_population(members, launcher.groups) if len(members) > 1 \
+                else None
+        for member, objective in zip(members, objectives or []):
             returns[member.index] = _run(launcher, member, lambda cfg, value=objective: value)
+        for job in busy + (members if objectives is None else []):
+            returns[job.index] = _run(launcher, job, launcher.task_function)  # alone
     return [returns[job.index] for job in jobs]
+
+
+def _lock(members: list[Job], locks: contextlib.ExitStack) -> tuple[list[Job], list[Job]]:
+    """Take the run folder's lock of every member of a population; those whose folder
+    another live process holds are left out (the task function then refuses them)."""
+    if len(members) == 1:
+        return members, []
+    locked, busy = [], []
+    for member in members:
+        try:
+            locks.enter_context(run_lock(member.run_dir))
+            locked.append(member)
+        except RunLocked:
+            busy.append(member)
+    return locked, busy
 
 
 def plan(jobs: list[Job], min_members: int = 2) -> list[list[Job]]:

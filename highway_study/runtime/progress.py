@@ -1,4 +1,5 @@
-"""A sweep's progress: one line per finished run with runs done / total, failures, time left.
+"""A sweep's progress: one line per finished run with runs done / total, failures, time left,
+and one line at the end naming the failed and diverged runs.
 
 A Hydra callback (registered in conf/config.yaml under hydra.callbacks). Hydra calls
 `on_job_end` in the process that ran the job, which under joblib or submitit is not the
@@ -26,6 +27,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 
 from highway_study import record
+from highway_study.config import ConfigError
 
 log = logging.getLogger("highway_study.progress")
 PROGRESS_FILE = "progress.jsonl"
@@ -42,6 +44,7 @@ class SweepProgress(Callback):
         return {**self.__dict__, "_watcher": None}
 
     def on_multirun_start(self, config, **kwargs) -> None:
+        check_sweeper(config.hydra.sweeper)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         _append(sweep_dir, {"event": "start", "total": planned_runs(config), "time": time.time()})
@@ -75,6 +78,7 @@ class SweepProgress(Callback):
             self._watcher = None
         sweep_dir = config.hydra.sweep.dir
         state = read_progress(sweep_dir)
+        log.log(logging.WARNING if state["failed"] else logging.INFO, "%s", final_line(state))
         if state["done"] and state["skipped"] == state["done"]:
             log.warning("%s", all_skipped_line(sweep_dir, state["done"]))
 
@@ -110,6 +114,25 @@ def all_skipped_line(sweep_dir, runs: int) -> str:
             f"new folder, e.g. hydra.sweep.dir={str(sweep_dir).rstrip('/')}_2")
 
 
+class SweepRefused(BaseException):
+    """A sweep set-up that must not start; the message is one sentence (a ConfigError's).
+
+    A BaseException because Hydra turns a callback's Exceptions into warnings and goes on;
+    __main__ reports it like any bad config value (exit code 2).
+    """
+
+
+def check_sweeper(sweeper) -> None:
+    """Refuse an Optuna search that would ask for no trial (or loop forever asking for 0 at
+    a time), before the sweeper starts: SweepRefused, reported as one sentence."""
+    for key in ("n_trials", "n_jobs"):
+        if key in sweeper:
+            value = sweeper[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SweepRefused(str(ConfigError(
+                    f"hydra.sweeper.{key}={value!r} is not allowed: use an integer >= 1.")))
+
+
 def planned_runs(config) -> int | None:
     """How many runs this sweep launches: a grid's size, or the Optuna search's n_trials."""
     sweeper = config.hydra.sweeper
@@ -141,12 +164,17 @@ def read_progress(sweep_dir) -> dict:
     start = events[starts[-1]] if starts else {"total": None, "time": time.time()}
     ends = [event for event in events[(starts[-1] + 1 if starts else 0):]
             if event.get("event") == "end"]
+    failed = [event.get("run", "?") for event in ends
+              if event["status"] in ("failed", "interrupted")]
+    diverged = [event.get("run", "?") for event in ends if event["status"] == "diverged"]
     return {
         "total": start.get("total"),
         "done": len(ends),
-        "failed": sum(event["status"] in ("failed", "interrupted") for event in ends),
-        "diverged": sum(event["status"] == "diverged" for event in ends),
+        "failed": len(failed),
+        "diverged": len(diverged),
         "skipped": sum(bool(event.get("skipped")) for event in ends),
+        "failed_runs": failed,
+        "diverged_runs": diverged,
         "elapsed": max((event["time"] for event in ends), default=start["time"]) - start["time"],
     }
 
@@ -158,6 +186,22 @@ def progress_line(state: dict) -> str:
     if total is not None and done:
         left = max(total - done, 0) * state["elapsed"] / done
         line += f", about {_duration(left)} left"
+    return line
+
+
+def final_line(state: dict) -> str:
+    """`sweep finished: 4 runs, 2 failed (a; b), 1 diverged (c) ...`: the sweep's last line.
+
+    The exit code stays 0 whatever failed: the sweepers (Optuna's above all) need every run
+    to return, and each run's summary.json says why it failed.
+    """
+    line = f"sweep finished: {state['done']} runs"
+    for key in ("failed", "diverged"):
+        names = state[f"{key}_runs"]
+        line += f", {len(names)} {key}" + (f" ({'; '.join(names)})" if names else "")
+    if state["failed"] or state["diverged"]:
+        line += ("; the exit code stays 0 (a failed run never stops a sweep): each run's "
+                 "summary.json says why")
     return line
 
 

@@ -53,13 +53,15 @@ def describe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def optuna_storage(default_url: str = DEFAULT_URL):
-    """An Optuna RDB storage for the configured URL (what hydra.sweeper.storage instantiates)."""
-    import optuna
+def optuna_storage(default_url: str = DEFAULT_URL, heartbeat_seconds: int = 60):
+    """An Optuna RDB storage for the configured URL (what hydra.sweeper.storage instantiates),
+    whose trials never stay RUNNING after their worker is gone (runtime.trials)."""
+    from highway_study.runtime.trials import TrialKeepingStorage
 
     url = storage_url(default_url)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    return TrialKeepingStorage(url, heartbeat_seconds=heartbeat_seconds,
+                               engine_kwargs=engine_kwargs)
 
 
 def create_study(study_name: str, direction: str = "maximize") -> None:
@@ -72,14 +74,32 @@ def create_study(study_name: str, direction: str = "maximize") -> None:
 
 
 def main(argv=None) -> int:
-    """`python -m highway_study.storage STUDY_NAME`: create the study before workers start."""
+    """`python -m highway_study.storage STUDY_NAME`: create the study before workers start.
+
+    A URL that is not one, names no installed database driver, or reaches no database ends
+    in one sentence (exit 2 for the URL, 1 for the database), without the password.
+    """
     import sys
+
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m highway_study.storage STUDY_NAME  (creates it in the "
               f"database ${URL_ENV} names, default {DEFAULT_URL})", file=sys.stderr)
         return 2
-    create_study(argv[0])
-    print(f"study {argv[0]!r} ready in {describe(storage_url())}")
+    try:
+        url = storage_url()
+        create_study(argv[0])
+    except StorageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except (SQLAlchemyError, ImportError) as error:  # no driver, no server, bad credentials
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if os.environ.get(PASSWORD_ENV):
+            reason = reason.replace(os.environ[PASSWORD_ENV], "***")
+        print(f"The Optuna database {describe(url)} (from ${URL_ENV}) cannot be used: "
+              f"{type(error).__name__}: {reason.rstrip('.')}.", file=sys.stderr)
+        return 2 if isinstance(error, ArgumentError) else 1  # 2: the URL itself is wrong
+    print(f"study {argv[0]!r} ready in {describe(url)}")
     return 0

@@ -23,8 +23,9 @@ from highway_study import data as data_lib
 from highway_study import record
 from highway_study.models import build_model, count_params
 from highway_study.models.lesion import lesion_accuracies
-from highway_study.training import checkpoint
-from highway_study.training.optim import make_loss, make_optimizer, ordered_batches, to_dataset
+from highway_study.training import checkpoint, stopping
+from highway_study.training import epochs as epochs_lib
+from highway_study.training.optim import make_loss, make_optimizer, to_dataset
 from highway_study.training.recorder import RunRecorder
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,68 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg, run_dir, verbose: bool = True,
           should_stop: Callable[[], bool] | None = None) -> record.Summary:
-    """Train the configured model, write its run record and return the summary."""
+    """Train the configured model, write its run record and return the summary.
+
+    A run folder with a checkpoint resumes from it and trains exactly as the uninterrupted
+    run would have (data order and random state come from the seed and the epoch);
+    `wall_seconds` adds up every attempt's time.
+    """
     start = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
 
     dataset = data_lib.load(cfg.data, cfg.seed)
+    log.info("data: %s", dataset.source)
+    model = build_and_compile(cfg, dataset)
+    resume = checkpoint.restore(run_dir, model, OmegaConf.to_container(cfg, resolve=True))
+    if not resume.intact:  # a checkpoint that failed to load may have changed some weights
+        seed_everything(cfg.seed)
+        model = build_and_compile(cfg, dataset)
+
+    def elapsed() -> float:
+        return resume.wall_seconds + time.perf_counter() - start
+
+    steps = epochs_lib.steps_per_epoch(len(dataset.x_train), cfg.batch_size)
+    epochs = cfg.epochs if cfg.max_steps is None else math.ceil(cfg.max_steps / steps)
+    log.info("%s: depth %d, width %d, carry_bias %g, %d parameters, %d epochs of %d steps",
+             cfg.model.name, cfg.depth, cfg.width, cfg.carry_bias, count_params(model),
+             epochs, steps)
+
+    tensorboard_dir = run_dir / "tensorboard" if cfg.tensorboard else None
+    recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
+                           tensorboard_dir, history=resume.history)
+    recorder.diverged = resume.diverged
+    callbacks = [epochs_lib.ReseedEachEpoch(cfg.seed), recorder]
+    if cfg.patience is not None:  # train until validation accuracy stops improving
+        callbacks.append(stopping.Patience(cfg.patience, resume.history))
+    callbacks += [
+        checkpoint.EpochCheckpoint(run_dir, epochs, elapsed, lambda: recorder.diverged),
+        stopping.StopWhenAsked(should_stop or (lambda: False)),
+    ]
+    if tensorboard_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(
+            log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))
+    if not resume.trained and resume.epoch < epochs:
+        try:
+            model.fit(
+                epochs_lib.training_batches(dataset.x_train, dataset.y_train, cfg.batch_size,
+                                            cfg.seed, resume.epoch, epochs),
+                validation_data=to_dataset(dataset.x_val, dataset.y_val, 1024),
+                epochs=epochs, initial_epoch=resume.epoch, steps_per_epoch=steps,
+                callbacks=callbacks, verbose=0, shuffle=False,
+            )
+        except stopping.StopRequested:
+            raise Interrupted(len(recorder.history), elapsed()) from None
+    summary = summarize(cfg, model, dataset, recorder)
+    summary.wall_seconds = elapsed()
+    record.write_summary(run_dir, summary)
+    checkpoint.remove(run_dir)  # only now: a run stopped before this point resumes here
+    return summary
+
+
+def build_and_compile(cfg, dataset):
+    """The configured model, compiled with its optimizer, loss and metrics."""
     model = build_model(cfg, dataset.num_features, dataset.num_classes,
                         image_shape=dataset.image_shape)
     model.compile(
@@ -70,37 +126,7 @@ def train(cfg, run_dir, verbose: bool = True,
             keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent"),
         ],
     )
-    steps_per_epoch = math.ceil(len(dataset.x_train) / cfg.batch_size)
-    epochs = cfg.epochs if cfg.max_steps is None else math.ceil(cfg.max_steps / steps_per_epoch)
-    log.info("%s: depth %d, width %d, carry_bias %g, %d parameters, %d epochs of %d steps",
-             cfg.model.name, cfg.depth, cfg.width, cfg.carry_bias, count_params(model),
-             epochs, steps_per_epoch)
-
-    tensorboard_dir = run_dir / "tensorboard" if cfg.tensorboard else None
-    recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
-                           tensorboard_dir, history=checkpoint.restore_history(run_dir))
-    stopper = checkpoint.StopWhenAsked(should_stop or (lambda: False))
-    callbacks = [recorder, checkpoint.checkpoint_callback(run_dir), stopper]
-    if cfg.patience is not None:  # train until validation accuracy stops improving
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_accuracy", patience=cfg.patience, mode="max"))
-    if tensorboard_dir is not None:
-        callbacks.append(keras.callbacks.TensorBoard(
-            log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))
-    try:
-        model.fit(
-            ordered_batches(dataset.x_train, dataset.y_train, cfg.batch_size, cfg.seed,
-                            first_epoch=len(recorder.history), epochs=epochs),
-            validation_data=to_dataset(dataset.x_val, dataset.y_val, 1024),
-            steps_per_epoch=steps_per_epoch, epochs=epochs, callbacks=callbacks, verbose=0,
-            shuffle=False,
-        )
-    except checkpoint.StopRequested:
-        raise Interrupted(len(recorder.history), time.perf_counter() - start) from None
-    summary = summarize(cfg, model, dataset, recorder)
-    summary.wall_seconds = time.perf_counter() - start
-    record.write_summary(run_dir, summary)
-    return summary
+    return model
 
 
 def summarize(cfg, model, dataset, recorder) -> record.Summary:
@@ -115,6 +141,7 @@ def summarize(cfg, model, dataset, recorder) -> record.Summary:
         epochs_to_threshold=epoch,
         steps_to_threshold=step,
         params=count_params(model),
+        data_source=dataset.source,
         gate_activity=history[-1]["gate_activity"] if history else [],
     )
     if not recorder.diverged:
