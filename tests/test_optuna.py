@@ -100,11 +100,21 @@ def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
     assert complete_trials(url, study_name) == 5  # same study, 3 + 2 trials
     assert "sweep progress: 2/2 runs done" in output
     assert len([p for p in (tmp_path / "second").iterdir() if (p / "summary.json").exists()]) == 2
-    points = [tuple(sorted(trial.params.items())) for trial in trials(url)]
+    points = [tuple(sorted(trial.params.items())) for trial in trials(url, study_name)]
     assert len(set(points)) == 5  # the rerun did not propose the first run's points again
 
+    # Another fixed setting would join trials it cannot be compared with: refused at once.
+    refused = search(tmp_path, "hydra.sweep.dir=third", "epochs=2", trials=2)
+    stdout, stderr = refused.communicate(timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    assert f"Optuna study '{study_name}'" in stderr and "epochs (was 1, now 2)" in stderr
+    assert "hydra.sweeper.study_name=" in stderr
+    assert complete_trials(url, study_name) == 5  # no trial was asked for
+    assert not (tmp_path / "third").exists() or not any((tmp_path / "third").glob("*/summary.json"))
 
-def trials(url: str, study_name: str = "highway_depth_bias_lr"):
+
+def trials(url: str, study_name: str = "depth_bias_lr_highway_fc_synthetic"):
     import optuna
 
     return optuna.load_study(study_name=study_name, storage=url).trials
@@ -185,16 +195,6 @@ def test_storage_command_reports_a_bad_url_in_one_sentence(monkeypatch, capsys, 
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and says in lines[0] and "s3cret-pw" not in err
-
-    # Another fixed setting would join trials it cannot be compared with: refused at once.
-    refused = search(tmp_path, "hydra.sweep.dir=third", "epochs=2", trials=2)
-    stdout, stderr = refused.communicate(timeout=120)
-    assert refused.returncode == 2 and "Traceback" not in stderr
-    assert len(stderr.strip().splitlines()) == 1
-    assert f"Optuna study '{study_name}'" in stderr and "epochs (was 1, now 2)" in stderr
-    assert "hydra.sweeper.study_name=" in stderr
-    assert complete_trials(url, study_name) == 5  # no trial was asked for
-    assert not (tmp_path / "third").exists() or not any((tmp_path / "third").glob("*/summary.json"))
 
 
 def test_default_study_name_says_what_is_searched():
