@@ -46,6 +46,8 @@ def test_command_line_beats_model_defaults():
     ("max_steps=0", "max_steps=0", ">= 1"),
     ("patience=0", "patience=0", ">= 1"),
     ("model.streams=0", "model.streams=0", ">= 1"),
+    ("eval_every=-1", "eval_every=-1", ">= 0"),
+    ("eval_examples=0", "eval_examples=0", ">= 1"),
 ])
 def test_bad_values_raise_one_sentence_naming_key_value_and_range(override, key, allowed):
     with pytest.raises(ConfigError) as error:
