@@ -19,6 +19,7 @@ from highway_study.data import LOADERS
 
 READOUTS = ("flatten", "global_average")
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine")
 LOSS_REDUCTIONS = ("mean", "sum")
 IMPLEMENTATIONS = ("scan", "layers", "scan_autodiff")
 INITIALIZERS = (
@@ -84,6 +85,8 @@ class OptimizerConfig:
     name: str = MISSING
     learning_rate: float = 0.01
     momentum: float = 0.0
+    # "constant", or "cosine": decay from learning_rate to 0 over the run's optimizer steps.
+    schedule: str = "constant"
 
 
 @dataclass
@@ -135,6 +138,7 @@ def validate(cfg) -> None:
     _choice("data.name", cfg.data.name, tuple(LOADERS))
     _choice("optimized_metric", cfg.optimized_metric, record.OBJECTIVES)
     _choice("optimizer.name", cfg.optimizer.name, OPTIMIZER_NAMES)
+    _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)
     _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
     _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)

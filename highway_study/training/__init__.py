@@ -66,16 +66,17 @@ def train(cfg, run_dir, verbose: bool = True,
     dataset = data_lib.load(cfg.data, cfg.seed)
     model = build_model(cfg, dataset.num_features, dataset.num_classes,
                         image_shape=dataset.image_shape)
+    steps_per_epoch = math.ceil(len(dataset.x_train) / cfg.batch_size)
+    epochs = cfg.epochs if cfg.max_steps is None else math.ceil(cfg.max_steps / steps_per_epoch)
+    total_steps = cfg.max_steps or epochs * steps_per_epoch
     model.compile(
-        optimizer=make_optimizer(cfg.optimizer),
+        optimizer=make_optimizer(cfg.optimizer, total_steps),
         loss=make_loss(cfg.loss_reduction),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="xent"),
         ],
     )
-    steps_per_epoch = math.ceil(len(dataset.x_train) / cfg.batch_size)
-    epochs = cfg.epochs if cfg.max_steps is None else math.ceil(cfg.max_steps / steps_per_epoch)
     log.info("%s: depth %d, width %d, carry_bias %g, %d parameters, %d epochs of %d steps",
              cfg.model.name, cfg.depth, cfg.width, cfg.carry_bias, count_params(model),
              epochs, steps_per_epoch)
@@ -85,7 +86,6 @@ def train(cfg, run_dir, verbose: bool = True,
                            tensorboard_dir, history=checkpoint.restore_history(run_dir))
     step_recorder = step_recorder_for(cfg, run_dir, model, dataset, recorder.step,
                                       tensorboard_dir)
-    total_steps = cfg.max_steps or epochs * steps_per_epoch
     progress = RunProgress(total_steps, recorder.step, enabled=None if verbose else False)
     stopper = checkpoint.StopWhenAsked(should_stop or (lambda: False))
     callbacks = [recorder,
