@@ -29,6 +29,10 @@ def test_eval_every_10_records_step_0_every_10_steps_and_the_last(tmp_path):
     assert all(set(p) == POINT_KEYS for p in points)
     assert points[0]["train_loss"] is None and all(p["train_loss"] > 0 for p in points[1:])
     assert all(len(p["gate_activity"]) == 3 for p in points)
+    # the default schedule decays the rate from 0.05 along a cosine to 0 at the last step
+    rates = [p["learning_rate"] for p in points]
+    assert rates[0] == pytest.approx(0.05) and rates[-1] == pytest.approx(0.0, abs=1e-6)
+    assert rates[1] == pytest.approx(0.025 * (1 + math.cos(math.pi * 10 / 26)), rel=1e-5)
     assert summary.eval_every == 10 and summary.curve_val_examples == 60
     assert set(summary.steps_to) == {"0.5", "0.9", "0.95"}
     assert 0.0 <= summary.curve_area <= 1.0 and summary.stalled is None  # < 1000 steps
@@ -116,3 +120,23 @@ def test_progress_display_is_silent_when_off():
     with RunProgress(total=40, enabled=False, file=stream) as progress:
         progress.advance(40)
     assert stream.getvalue() == ""
+
+
+def test_a_sweep_job_trains_without_the_progress_bar(tmp_path, monkeypatch):
+    # A sweep's runs (joblib, submitit, Optuna) keep to the sweep's one line per run: the
+    # runtime trains them with verbose=False, which turns the bar off even on a terminal.
+    import highway_study.training as training
+    from highway_study.runtime.job import run_job
+
+    shown = []
+
+    class Recording(RunProgress):
+        def __init__(self, total, initial=0, enabled=None, file=None):
+            shown.append(enabled)
+            super().__init__(total, initial, enabled, io.StringIO())
+
+    monkeypatch.setattr(training, "RunProgress", Recording)
+    cfg = compose_config(*FAST, "epochs=1", "tensorboard=false")
+    run_job(cfg, tmp_path / "sweep_job", multirun=True)
+    train(cfg, tmp_path / "single", verbose=True)
+    assert shown == [False, None]  # off in a sweep; a single run shows it on a terminal

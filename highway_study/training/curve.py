@@ -78,9 +78,9 @@ class StepRecorder:
         point["seconds"] = measured - self._started
         point["recording_seconds"] = measured - begin
         record.append_point(self.run_dir, point)
-        self.recording_seconds += time.perf_counter() - begin  # the write included
         self.points.append(point)
         self._loss_sum, self._examples = 0.0, 0
         for listener in self.listeners:
             listener(point)
+        self.recording_seconds += time.perf_counter() - begin  # writing and listeners too
         return point
