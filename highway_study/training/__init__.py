@@ -20,16 +20,14 @@ import keras
 import tensorflow as tf
 from omegaconf import OmegaConf
 
-from highway_study import convergence, record
 from highway_study import data as data_lib
+from highway_study import record
 from highway_study.models import build_model, count_params
 from highway_study.models.lesion import lesion_accuracies
-from highway_study.training import checkpoint
-from highway_study.training.curve import StepRecorder, resume_points
+from highway_study.training import checkpoint, stepwise
 from highway_study.training.optim import make_loss, make_optimizer, to_dataset
 from highway_study.training.progress import RunProgress
-from highway_study.training.recorder import (
-    PointProbe, RunRecorder, StepPoints, TensorBoardPoints)
+from highway_study.training.recorder import RunRecorder, StepPoints
 
 log = logging.getLogger(__name__)
 GATE_BATCH = 256
@@ -84,8 +82,8 @@ def train(cfg, run_dir, verbose: bool = True,
     tensorboard_dir = run_dir / "tensorboard" if cfg.tensorboard else None
     recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
                            tensorboard_dir, history=checkpoint.restore_history(run_dir))
-    step_recorder = step_recorder_for(cfg, run_dir, model, dataset, recorder.step,
-                                      tensorboard_dir)
+    step_recorder = stepwise.recorder_for(cfg, run_dir, model, dataset, recorder.step,
+                                          dataset.x_val[:GATE_BATCH], tensorboard_dir)
     progress = RunProgress(total_steps, recorder.step, enabled=None if verbose else False)
     stopper = checkpoint.StopWhenAsked(should_stop or (lambda: False))
     callbacks = [recorder,
@@ -108,33 +106,11 @@ def train(cfg, run_dir, verbose: bool = True,
         raise Interrupted(len(recorder.history), time.perf_counter() - start) from None
     summary = summarize(cfg, model, dataset, recorder)
     if step_recorder is not None:
-        summary = dataclasses.replace(summary, **curve_fields(cfg, step_recorder, dataset))
+        summary = dataclasses.replace(
+            summary, **stepwise.summary_fields(cfg, step_recorder, dataset))
     summary.wall_seconds = time.perf_counter() - start
     record.write_summary(run_dir, summary)
     return summary
-
-
-def step_recorder_for(cfg, run_dir, model, dataset, step, tensorboard_dir):
-    """The step-resolution curve's recorder (None with eval_every=0), resumed at `step`."""
-    points = resume_points(run_dir, step)
-    if not cfg.eval_every:
-        return None
-    size = len(dataset.x_val) if cfg.eval_examples is None else cfg.eval_examples
-    probe = PointProbe(model, dataset.x_val[:size], dataset.y_val[:size],
-                       dataset.x_val[:GATE_BATCH])
-    listeners = [TensorBoardPoints(tensorboard_dir / "steps")] if tensorboard_dir else []
-    return StepRecorder(run_dir, cfg.eval_every, probe, points=points, listeners=listeners)
-
-
-def curve_fields(cfg, step_recorder, dataset) -> dict:
-    """The summary's step-resolution fields, from the recorded points."""
-    thresholds = (*convergence.THRESHOLDS, cfg.threshold)
-    return dict(
-        convergence.summarize(step_recorder.points, 1 / dataset.num_classes, thresholds),
-        eval_every=cfg.eval_every,
-        curve_val_examples=len(step_recorder.measure.labels),
-        recording_seconds=step_recorder.recording_seconds,
-    )
 
 
 def summarize(cfg, model, dataset, recorder) -> record.Summary:

@@ -171,7 +171,8 @@ class StepPoints(keras.callbacks.Callback):
 
 
 class TensorBoardPoints:
-    """Writes every point of the curve under tensorboard/steps/, the step on the x axis."""
+    """Writes every point of the curve under tensorboard/steps/, the step on the x axis:
+    the scalars, and the gates as their mean, maximum and a histogram over layers."""
 
     SCALARS = ("val_accuracy", "val_loss", "train_loss", "learning_rate")
 
@@ -187,12 +188,11 @@ class TensorBoardPoints:
             for key in self.SCALARS:
                 if point.get(key) is not None and math.isfinite(point[key]):
                     tf.summary.scalar(key, point[key])
-            gates = point.get("gate_activity") or []
-            if gates:
+            gates = np.asarray(point.get("gate_activity") or [], dtype=float)
+            if gates.size:  # per layer: curve.jsonl (one scalar each would cost a deep net)
                 tf.summary.scalar("gate_activity/mean", float(np.mean(gates)))
-                tf.summary.histogram("gate_activity/all_layers", np.asarray(gates))
-                for index, value in enumerate(gates):
-                    tf.summary.scalar(f"gate_activity/layer_{index:04d}", value)
+                tf.summary.scalar("gate_activity/max", float(np.max(gates)))
+                tf.summary.histogram("gate_activity/all_layers", gates)
         self._writer.flush()
 
 
