@@ -289,9 +289,9 @@ def _step_resolution(c, figures) -> str:
             reach = "never" if cell["reached"] == 0 else f"{reach} ({cell['reached']}/{cell['n']})"
         texts = [percent(after[b].loc[key, "mean"], after[b].loc[key, "sd"],
                          after[b].loc[key, "reached"]) for b in budgets]
+        spread = number(area.loc[key, "mean"], area.loc[key, "sd"], area.loc[key, "reached"], 2)
         rows.append(f"| {cell['model']} | {cell['depth']} | {cell['carry_bias']:g} | {reach} | "
-                    f"{number(area.loc[key, 'mean'], area.loc[key, 'sd'], area.loc[key, 'reached'], 2)}"
-                    f" | {_stalled(members)} | " + " | ".join(texts) + " |")
+                    f"{spread} | {_stalled(members)} | " + " | ".join(texts) + " |")
     note = (f"Every number comes from the runs' step-resolution curves ({_eval_every(runs)}). "
             "Curve area = area under validation accuracy over steps divided by the steps "
             "spanned (1 = perfect from the first point). Stalled: never more than "

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_real_sweep_is_analysed_end_to_end(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "highway_study", "-m", "data=synthetic", "depth=1,2",
-               "carry_bias=-1,-3", "epochs=2", "tensorboard=false", "lesion_every=1", "eval_every=5",
-               f"hydra.sweep.dir={sweep}"]
+               "carry_bias=-1,-3", "epochs=2", "tensorboard=false", "lesion_every=1",
+               "eval_every=5", f"hydra.sweep.dir={sweep}"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 

@@ -95,13 +95,14 @@ def test_step_recorder_runs_without_keras_and_averages_the_loss_between_points(t
 def test_a_resume_cuts_the_curve_back_to_the_checkpoint_and_goes_on_from_there(tmp_path):
     for step in (0, 10, 20, 30):
         record.append_point(tmp_path, {"step": step, "val_accuracy": 0.5})
-    points = resume_points(tmp_path, 20)
+    points = resume_points(tmp_path, 25)  # the checkpoint lies between two points
     assert [p["step"] for p in record.read_curve(tmp_path)] == [0, 10, 20]
-    recorder = StepRecorder(tmp_path, every=10, measure=dict, points=points)
+    recorder = StepRecorder(tmp_path, every=10, measure=dict, points=points, step=25)
     assert recorder.start() is None  # a resumed curve has its step 0 already
     for _ in range(10):
         recorder.after_step(1.0)
     assert [p["step"] for p in record.read_curve(tmp_path)] == [0, 10, 20, 30]
+    assert record.read_curve(tmp_path)[-1]["train_loss"] == 1.0  # over the 5 steps since 25
     assert resume_points(tmp_path, 0) == [] and record.read_curve(tmp_path) == []
 
 

@@ -34,7 +34,10 @@ class StepRecorder:
     """Records a point every `every` optimizer steps (and at the first and last step)."""
 
     def __init__(self, run_dir, every: int, measure: Callable[[], dict],
-                 points: Iterable[dict] = (), listeners: Iterable[Callable[[dict], None]] = ()):
+                 points: Iterable[dict] = (), listeners: Iterable[Callable[[dict], None]] = (),
+                 step: int | None = None):
+        """`points`: those recorded before a resume; `step`: where training resumes (by
+        default the last point's step; a checkpoint usually lies between two points)."""
         if every < 1:
             raise ValueError(f"StepRecorder every={every}: use an integer >= 1.")
         self.run_dir = run_dir
@@ -42,7 +45,9 @@ class StepRecorder:
         self.measure = measure
         self.listeners = list(listeners)
         self.points: list[dict] = list(points)  # those before a resume included
-        self.step = self.points[-1]["step"] if self.points else 0
+        if step is None:
+            step = self.points[-1]["step"] if self.points else 0
+        self.step = step
         self.recording_seconds = 0.0
         self._loss_sum = 0.0
         self._examples = 0

@@ -24,7 +24,8 @@ def recorder_for(cfg, run_dir, model, dataset, step: int, gate_batch, tensorboar
     size = val_subset_size(cfg, dataset)
     probe = PointProbe(model, dataset.x_val[:size], dataset.y_val[:size], gate_batch)
     listeners = [TensorBoardPoints(tensorboard_dir / "steps")] if tensorboard_dir else []
-    return StepRecorder(run_dir, cfg.eval_every, probe, points=points, listeners=listeners)
+    return StepRecorder(run_dir, cfg.eval_every, probe, points=points, listeners=listeners,
+                        step=step)
 
 
 def summary_fields(cfg, recorder: StepRecorder, dataset) -> dict:
