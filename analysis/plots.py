@@ -7,6 +7,8 @@ the mean (and the sd under it) and line plots show mean +- sd as error bars.
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
@@ -231,9 +233,11 @@ def grid_panel(ax, panel, value, label, mark, scale: dict, colorbar=None) -> Non
     texts = texts.reindex_like(grid).fillna("")
     if scale.get("norm") is not None:
         scale = {key: v for key, v in scale.items() if key not in ("vmin", "vmax")}
-    sns.heatmap(grid, ax=ax, annot=texts.to_numpy(), fmt="", cbar=colorbar is not None,
-                cbar_kws={"label": colorbar}, annot_kws={"fontsize": fontsize},
-                linewidths=0.5, linecolor="white", **scale)
+    with warnings.catch_warnings():  # a panel of marked cells only has no value to scale
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sns.heatmap(grid, ax=ax, annot=texts.to_numpy(), fmt="", cbar=colorbar is not None,
+                    cbar_kws={"label": colorbar}, annot_kws={"fontsize": fontsize},
+                    linewidths=0.5, linecolor="white", **scale)
     _mark_cells(ax, panel, grid, fontsize)
     ax.set_xticklabels([f"{b:g}" for b in grid.columns])
     ax.set(ylabel="depth (layers)", xlabel="carry_bias (initial b_T)")
