@@ -142,3 +142,12 @@ def test_a_sweep_job_trains_without_the_progress_bar(tmp_path, monkeypatch):
     run_job(cfg, tmp_path / "sweep_job", multirun=True)
     train(cfg, tmp_path / "single", verbose=True)
     assert shown == [False, None]  # off in a sweep; a single run shows it on a terminal
+
+
+def test_a_cosine_schedule_needs_the_runs_length():
+    from highway_study.training.optim import make_optimizer
+
+    with pytest.raises(ValueError, match="total steps"):
+        make_optimizer(compose_config().optimizer)
+    rate = make_optimizer(compose_config().optimizer, total_steps=10).learning_rate
+    assert float(rate) == pytest.approx(0.05)  # at step 0
