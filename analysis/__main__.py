@@ -9,6 +9,7 @@ sentence on stderr and exit code 1 (2 for a bad option); never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def analyse(folders, out: Path, args) -> str:
     collection = collect(folders, args.threshold, args.gate_threshold) if folders else None
     if collection is not None and args.where:
         collection = select(collection, args.where)
+    if collection is not None:
+        collection = _step_resolution(collection, args, tables)
     optuna = None
     if args.optuna:
         from analysis.optuna_study import load_trials
@@ -62,6 +65,8 @@ def analyse(folders, out: Path, args) -> str:
     if mixed:
         print(f"warning: {mixed}", file=sys.stderr)
     drawers = _drawers(collection, optuna, args, plots, tables)
+    if collection is not None:
+        drawers.update(_step_drawers(collection, args, tables))
     figures_dir = out / "figures"
     try:
         figures_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +119,42 @@ def _drawers(c, optuna, args, plots, tables) -> dict:
     return drawers
 
 
+def _step_resolution(collection, args, tables):
+    """The collection with accuracy_after_<budget> columns, the budgets they use and the
+    run whose gate dynamics are drawn (checked against --gate-run)."""
+    budgets = args.budgets or tables.default_budgets(collection.runs)
+    runs = tables.with_budgets(collection.runs, collection.points, budgets)
+    if args.gate_run and args.gate_run not in set(collection.gate_points["run"]):
+        raise AnalysisError(f"--gate-run {args.gate_run!r} is not a gated run with a "
+                            "step-resolution curve: use a name from the run column of runs.csv.")
+    gate_run = args.gate_run or tables.gate_run(runs, collection.gate_points)
+    return dataclasses.replace(collection, runs=runs, budgets=list(budgets), gate_run=gate_run)
+
+
+def _step_drawers(c, args, tables) -> dict:
+    """The step-resolution figures the runs' curve.jsonl files can fill."""
+    from analysis import step_plots
+
+    runs, drawers = c.runs, {}
+    if runs["curve_last_step"].notna().any():
+        drawers["steps_heatmap"] = lambda: step_plots.steps_heatmap(runs, c.threshold)
+        if c.budgets:
+            drawers["budget_heatmaps"] = lambda: step_plots.budget_heatmaps(runs, c.budgets)
+        if c.points["val_accuracy"].notna().any():
+            drawers["step_curves"] = lambda: step_plots.step_curves(
+                runs, c.points, c.threshold, args.curve_depths)
+    gated = runs[tables.is_gated(runs["model"])]
+    if gated["gate_shift"].notna().any():
+        drawers["gate_shift_heatmap"] = lambda: step_plots.gate_shift_heatmap(runs)
+    if c.gate_run is not None:
+        row = runs[runs["run"] == c.gate_run].iloc[0]
+        title = (f"Gate dynamics of {row['model']}, depth {row['depth']}, carry_bias "
+                 f"{row['carry_bias']:g}, seed {row['seed']}")
+        drawers["gate_dynamics"] = lambda: step_plots.gate_dynamics(
+            c.gate_points, c.gate_run, title)
+    return drawers
+
+
 def _check_curve_depths(depths, runs) -> None:
     present = sorted(int(d) for d in runs["depth"].dropna().unique())
     absent = [d for d in depths or [] if d not in present]
@@ -140,6 +181,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--curve-depths", type=_depth_list, default=None,
                         help="depths whose learning curves are drawn, e.g. 1,20,50 "
                              "(default: up to 4 spread over the depths present)")
+    parser.add_argument("--budgets", type=_step_list, default=None,
+                        help="step budgets of the accuracy small multiples, e.g. 250,1000,5000 "
+                             "(default: those the runs reach, and the longest run's length)")
+    parser.add_argument("--gate-run", metavar="RUN",
+                        help="run (its name in runs.csv) whose gate dynamics are drawn "
+                             "(default: the deepest gated run, best test accuracy)")
     parser.add_argument("--optuna", metavar="URL",
                         help="Optuna storage to plot, e.g. sqlite:///outputs/optuna.db")
     parser.add_argument("--study", help="Optuna study name (default: the newest in the storage)")
@@ -158,6 +205,17 @@ def _depth_list(text: str) -> list[int]:
     if not depths:
         raise argparse.ArgumentTypeError("give at least one depth, e.g. 1,20,50")
     return depths
+
+
+def _step_list(text: str) -> list[int]:
+    try:
+        steps = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of steps, e.g. 250,1000,5000") from None
+    if not steps or steps[0] < 1:
+        raise argparse.ArgumentTypeError("give step budgets >= 1, e.g. 250,1000,5000")
+    return steps
 
 
 def _check_fraction(option: str, value: float) -> None:

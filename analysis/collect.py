@@ -1,7 +1,8 @@
 """Run folders -> tidy pandas tables (runs, learning curves, gate activity, lesions).
 
-Reads only the run record (summary.json, metrics.jsonl) through highway_study.record, and
-what each model is through highway_study.catalog; neither imports TensorFlow. Folders that
+Reads only the run record (summary.json, metrics.jsonl, curve.jsonl) through
+highway_study.record, what each model is through highway_study.catalog, and the
+step-resolution rules through highway_study.convergence; none imports TensorFlow. Folders that
 are not finished runs of this study (no summary yet, corrupt JSON, another schema) are
 collected in `Collection.skipped` with the reason, so the caller can name them all in one
 warning.
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from highway_study import catalog, record
+from highway_study import catalog, convergence, record
 
 # Always in the runs table, whether or not they vary across runs.
 KEY_COLUMNS = ["model", "data", "depth", "carry_bias", "seed"]
@@ -25,6 +26,9 @@ RESULT_COLUMNS = [
     "status", "test_accuracy", "best_val_accuracy", "final_val_accuracy",
     "epochs_to_threshold", "steps_to_threshold", "epochs_done", "effective_depth",
     "params", "wall_seconds",
+    # step resolution (curve.jsonl; NaN for runs recorded without it)
+    "curve_steps_to_threshold", "curve_area", "stalled", "gate_shift", "curve_last_step",
+    "curve_eval_every",
 ]
 # Config keys that name the same idea as a key column, or that only label the run.
 _ALIASES = {"model.name": "model", "data.name": "data"}
@@ -42,6 +46,8 @@ class Collection:
 
     runs: pd.DataFrame
     curves: pd.DataFrame  # run, epoch, step, val_accuracy, ... (one row per finished epoch)
+    points: pd.DataFrame  # run, step, val_accuracy, ... (one row per point of curve.jsonl)
+    gate_points: pd.DataFrame  # run, step, layer, gate_activity (every point, gated runs)
     gates: pd.DataFrame  # run, layer, gate_activity (final, per highway layer)
     lesions: pd.DataFrame  # run, layer, val_accuracy, accuracy_drop
     swept: list[str] = field(default_factory=list)  # config keys that vary across runs
@@ -49,6 +55,8 @@ class Collection:
     selection: list[str] = field(default_factory=list)  # "KEY=VALUE" the runs were picked by
     threshold: float = 0.9
     gate_threshold: float = 0.1
+    budgets: list[int] = field(default_factory=list)  # step budgets of accuracy_after_<b>
+    gate_run: str | None = None  # the run whose gate dynamics are drawn
 
 
 def find_run_dirs(folder: Path) -> list[Path]:
@@ -78,7 +86,7 @@ def read_run(run_dir: Path) -> tuple[record.Summary | None, str | None]:
 
 def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Collection:
     """Read every run under `folders` into one Collection (raises AnalysisError if none)."""
-    rows, curves, gates, lesions, skipped = [], [], [], [], []
+    rows, curves, points, gate_points, gates, lesions, skipped = [], [], [], [], [], [], []
     seen = set()
     folders = [Path(f) for f in folders]
     for folder in folders:
@@ -94,9 +102,16 @@ def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Col
                 skipped.append((str(run_dir), why))
                 continue
             metrics = record.read_metrics(run_dir)
+            curve = record.read_curve(run_dir)
             row = _run_row(name, run_dir, summary, metrics, threshold, gate_threshold)
+            row.update(curve_columns(curve, summary.config, threshold))
             rows.append(row)
             curves += [{"run": name, **_scalars(epoch)} for epoch in metrics]
+            points += [{"run": name, **_scalars(point)} for point in curve]
+            gate_points += [{"run": name, "step": point.get("step"), "layer": i,
+                             "gate_activity": _num(g)}
+                            for point in curve for i, g in enumerate(point.get("gate_activity")
+                                                                     or [])]
             gates += [{"run": name, "layer": i, "gate_activity": g}
                       for i, g in enumerate(summary.gate_activity)]
             reference = summary.final_val_accuracy
@@ -109,6 +124,8 @@ def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Col
     return Collection(
         runs=runs,
         curves=_frame(curves, ["run", "epoch", "val_accuracy"]),
+        points=_frame(points, ["run", "step", "val_accuracy"]),
+        gate_points=_frame(gate_points, ["run", "step", "layer", "gate_activity"]),
         gates=_frame(gates, ["run", "layer", "gate_activity"]),
         lesions=_frame(lesions, ["run", "layer", "val_accuracy", "accuracy_drop"]),
         swept=swept, skipped=skipped, threshold=threshold, gate_threshold=gate_threshold,
@@ -119,6 +136,24 @@ def epochs_to_threshold(metrics: list[dict], threshold: float) -> tuple[float, f
     """(epoch, step) of the first epoch whose val_accuracy reaches `threshold`; NaN if never."""
     epoch, step = record.first_reaching(metrics, threshold)
     return _num(epoch), _num(step)
+
+
+def curve_columns(curve: list[dict], config: dict, threshold: float) -> dict:
+    """The runs table's step-resolution columns, recomputed from curve.jsonl by the rules of
+    highway_study.convergence (NaN without a curve)."""
+    if not curve:
+        return {"curve_steps_to_threshold": np.nan, "curve_area": np.nan, "stalled": np.nan,
+                "gate_shift": np.nan, "curve_last_step": np.nan, "curve_eval_every": np.nan}
+    classes = (config.get("data") or {}).get("num_classes") or 10
+    stalled = convergence.stalled(curve, chance=1 / classes)
+    return {
+        "curve_steps_to_threshold": _num(convergence.steps_to(curve, threshold)),
+        "curve_area": _num(convergence.curve_area(curve)),
+        "stalled": np.nan if stalled is None else stalled,
+        "gate_shift": _num(convergence.gate_shift(curve)),
+        "curve_last_step": _num(max(p.get("step", 0) for p in curve)),
+        "curve_eval_every": _num(config.get("eval_every")),
+    }
 
 
 def effective_depth(gate_activity, gate_threshold: float) -> float:

@@ -7,6 +7,8 @@ the mean (and the sd under it) and line plots show mean +- sd as error bars.
 
 from __future__ import annotations
 
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
@@ -36,7 +38,7 @@ def accuracy_heatmap(runs: pd.DataFrame) -> plt.Figure:
         lost = cell["n"] - cell["completed"]
         return text + (f"\n{lost}/{cell['n']} lost" if lost else "")
 
-    return _grid_figure(cells, lambda c: 100 * c["mean"], label, tables.cell_mark,
+    return grid_figure(cells, lambda c: 100 * c["mean"], label, tables.cell_mark,
                         vmin=0, vmax=100, cmap="viridis", colorbar="test accuracy (%)",
                         title="Final test accuracy (mean over seeds)")
 
@@ -57,7 +59,7 @@ def epochs_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
         return tables.cell_mark(cell) or ("never" if cell["reached"] == 0 else None)
 
     vmax = max(float(runs["epochs_done"].max(skipna=True) or 1), 1.0)
-    return _grid_figure(cells, lambda c: c["mean"], label, mark, vmin=1, vmax=vmax,
+    return grid_figure(cells, lambda c: c["mean"], label, mark, vmin=1, vmax=vmax,
                         cmap="magma_r", colorbar="epochs to threshold",
                         title=f"Epochs until validation accuracy ≥ {100 * threshold:g}%")
 
@@ -192,8 +194,12 @@ def spread(values: list, count: int) -> list:
     return [values[i] for i in sorted(set(picks))]
 
 
-def _grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title) -> plt.Figure:
-    """Depth x carry_bias heatmaps, one panel per model; marked cells hatched and labelled."""
+def grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title,
+                norm=None) -> plt.Figure:
+    """Depth x carry_bias heatmaps, one panel per model; marked cells hatched and labelled.
+
+    `norm` (e.g. a LogNorm) replaces the linear colour scale from vmin to vmax.
+    """
     models = sorted(dict.fromkeys(cells["model"]), key=_family_order)
     rows = cells["depth"].nunique()
     columns = [cells.loc[cells["model"] == m, "carry_bias"].nunique() for m in models]
@@ -201,26 +207,40 @@ def _grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title) -
         1, len(models), squeeze=False, width_ratios=[c + 0.6 for c in columns],
         figsize=(2.2 + 1.1 * sum(columns) + 1.2 * len(models), 1.6 + min(0.42 * rows, 12)),
         layout="constrained")
-    fontsize = 8 if rows <= 12 else 6
     for k, (ax, model) in enumerate(zip(axes.flat, models)):
-        panel = cells[cells["model"] == model].copy()
-        panel["value"] = panel.apply(value, axis=1)
-        panel["label"] = [label(c) if mark(c) is None else "" for _, c in panel.iterrows()]
-        panel["mark"] = [mark(c) for _, c in panel.iterrows()]
-        panel.loc[panel["mark"].notna(), "value"] = np.nan
-        grid = panel.pivot(index="depth", columns="carry_bias", values="value").astype(float)
-        texts = panel.pivot(index="depth", columns="carry_bias", values="label")
-        texts = texts.reindex_like(grid).fillna("")
-        sns.heatmap(grid, ax=ax, annot=texts.to_numpy(), fmt="", cmap=cmap, vmin=vmin,
-                    vmax=vmax, cbar=k == len(models) - 1, cbar_kws={"label": colorbar},
-                    annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white")
-        _mark_cells(ax, panel, grid, fontsize)
-        ax.set_xticklabels([f"{b:g}" for b in grid.columns])
+        grid_panel(ax, cells[cells["model"] == model], value, label, mark,
+                   dict(vmin=vmin, vmax=vmax, cmap=cmap, norm=norm),
+                   colorbar if k == len(models) - 1 else None)
         unused = not catalog.is_gated(model)  # carry_bias means nothing to gateless nets
-        ax.set(title=f"{model} ({catalog.family(model)})", ylabel="depth (layers)",
+        ax.set(title=f"{model} ({catalog.family(model)})",
                xlabel="carry_bias (no gate: unused)" if unused else "carry_bias (initial b_T)")
     fig.suptitle(title)
     return fig
+
+
+def grid_panel(ax, panel, value, label, mark, scale: dict, colorbar=None) -> None:
+    """One depth x carry_bias heatmap of `panel` (cells of one model) on `ax`: `value` and
+    `label` per cell, cells that `mark` names hatched; `scale` holds vmin/vmax/cmap/norm;
+    a colour bar labelled `colorbar` when given."""
+    panel = panel.copy()
+    fontsize = 8 if panel["depth"].nunique() <= 12 else 6
+    panel["value"] = panel.apply(value, axis=1) if len(panel) else []
+    panel["label"] = [label(c) if mark(c) is None else "" for _, c in panel.iterrows()]
+    panel["mark"] = [mark(c) for _, c in panel.iterrows()]
+    panel.loc[panel["mark"].notna(), "value"] = np.nan
+    grid = panel.pivot(index="depth", columns="carry_bias", values="value").astype(float)
+    texts = panel.pivot(index="depth", columns="carry_bias", values="label")
+    texts = texts.reindex_like(grid).fillna("")
+    if scale.get("norm") is not None:
+        scale = {key: v for key, v in scale.items() if key not in ("vmin", "vmax")}
+    with warnings.catch_warnings():  # a panel of marked cells only has no value to scale
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sns.heatmap(grid, ax=ax, annot=texts.to_numpy(), fmt="", cbar=colorbar is not None,
+                    cbar_kws={"label": colorbar}, annot_kws={"fontsize": fontsize},
+                    linewidths=0.5, linecolor="white", **scale)
+    _mark_cells(ax, panel, grid, fontsize)
+    ax.set_xticklabels([f"{b:g}" for b in grid.columns])
+    ax.set(ylabel="depth (layers)", xlabel="carry_bias (initial b_T)")
 
 
 def _family_order(model) -> tuple:

@@ -14,7 +14,7 @@ from analysis import tables
 from analysis.collect import KEY_COLUMNS
 from analysis.select import pooled, pooled_warning
 from analysis.tables import number, percent
-from highway_study import catalog
+from highway_study import catalog, convergence
 
 COMMANDS = {
     "baselines": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "
@@ -34,6 +34,7 @@ def write_report(collection, figures: dict, out_dir, optuna=None) -> str:
         _question_2(collection, figures),
         _question_3(collection, figures),
         _question_4(collection, figures),
+        _step_resolution(collection, figures),
         _curves(figures),
     ]
     if optuna is not None:
@@ -121,9 +122,10 @@ def _question_2(c, figures) -> str:
     highway = _highway(c.runs)
     if highway.empty:
         return _missing(head, "no highway_fc runs", COMMANDS["depth_bias"])
-    cells = tables.cells(highway, "epochs_to_threshold")
+    value, unit, digits = _speed(highway)
+    cells = tables.cells(highway, value)
     rows = ["| carry_bias | depths tried | largest depth reaching the threshold (all seeds) "
-            "| epochs to threshold there |", "|---|---|---|---|"]
+            f"| {unit} to threshold there |", "|---|---|---|---|"]
     for bias, group in cells.groupby("carry_bias"):
         ok = group[(group["reached"] == group["n"]) & (group["n"] > 0)]
         tried = ", ".join(str(d) for d in group["depth"])
@@ -133,11 +135,17 @@ def _question_2(c, figures) -> str:
         top = ok.loc[ok["depth"].idxmax()]
         limit = " (deepest tried)" if top["depth"] == group["depth"].max() else ""
         rows.append(f"| {bias:g} | {tried} | {top['depth']}{limit} | "
-                    f"{number(top['mean'], top['sd'], top['reached'])} |")
-    note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
-            f"{100 * c.threshold:g}% within its epochs (recomputed from metrics.jsonl).")
-    return "\n".join([head, "", note, "", *rows, "",
-                      _figure(figures, "epochs_heatmap", "Figure 2")])
+                    f"{number(top['mean'], top['sd'], top['reached'], digits)} |")
+    if unit == "steps":
+        note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
+                f"{100 * c.threshold:g}% at a point of its step-resolution curve "
+                f"(recomputed from curve.jsonl: {_eval_every(highway)}).")
+        figure = _figure(figures, "steps_heatmap", "Steps to threshold")
+    else:
+        note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
+                f"{100 * c.threshold:g}% within its epochs (recomputed from metrics.jsonl).")
+        figure = _figure(figures, "epochs_heatmap", "Figure 2")
+    return "\n".join([head, "", note, "", *rows, "", figure])
 
 
 def _question_3(c, figures) -> str:
@@ -147,19 +155,26 @@ def _question_3(c, figures) -> str:
     if len(biases) < 2:
         return _missing(head, "this needs highway_fc runs with at least two carry biases",
                         COMMANDS["depth_bias"])
-    epochs = tables.cells(highway, "epochs_to_threshold")
-    rows = ["| carry_bias | cells | never reach threshold | diverged/failed | mean epochs to "
-            "threshold (runs that reach it) | mean test accuracy |", "|---|---|---|---|---|---|"]
+    value, unit, digits = _speed(highway)
+    stepwise = unit == "steps"
+    speeds = tables.cells(highway, value)
+    rows = ["| carry_bias | cells | never reach threshold | diverged/failed | mean "
+            f"{unit} to threshold (runs that reach it) | mean test accuracy |"
+            + (" stalled runs |" if stepwise else ""),
+            "|---|---|---|---|---|---|" + ("---|" if stepwise else "")]
     stats = {}
     for bias in biases:
-        e = epochs[epochs["carry_bias"] == bias]
+        e = speeds[speeds["carry_bias"] == bias]
         runs = highway[highway["carry_bias"] == bias]
         never = int(((e["reached"] == 0) & (e["completed"] > 0)).sum())
         lost = int(((e["completed"] == 0)).sum())
-        speed = runs["epochs_to_threshold"].mean()
+        speed = runs[value].mean()
         stats[bias] = (len(e), never, lost, speed)
-        rows.append(f"| {bias:g} | {len(e)} | {never} | {lost} | {number(speed)} | "
-                    f"{percent(runs['test_accuracy'].mean())} |")
+        row = (f"| {bias:g} | {len(e)} | {never} | {lost} | {number(speed, digits=digits)} | "
+               f"{percent(runs['test_accuracy'].mean())} |")
+        if stepwise:
+            row += f" {_stalled(runs)} |"
+        rows.append(row)
     low, high = biases[0], biases[-1]
     answer = (f"Most negative carry_bias {low:g}: {stats[low][1]} of {stats[low][0]} cells never "
               f"reach the threshold, {stats[low][2]} diverge or fail. Most positive "
@@ -168,9 +183,17 @@ def _question_3(c, figures) -> str:
     fastest = min((s[3], b) for b, s in stats.items() if not math.isnan(s[3])) \
         if any(not math.isnan(s[3]) for s in stats.values()) else None
     if fastest:
-        answer += f" Fastest on average: carry_bias {fastest[1]:g} ({fastest[0]:.1f} epochs)."
-    return "\n".join([head, "", answer, "", *rows, "",
-                      _figure(figures, "epochs_heatmap", "Figure 2")])
+        answer += (f" Fastest on average: carry_bias {fastest[1]:g} "
+                   f"({fastest[0]:.{digits}f} {unit}).")
+    if stepwise:
+        answer += (f" A run is *stalled* when, from step {convergence.STALL_AFTER} on, its "
+                   f"validation accuracy is never more than "
+                   f"{100 * convergence.STALL_MARGIN:g} points above chance (runs shorter "
+                   f"than that get no verdict).")
+        figure = _figure(figures, "steps_heatmap", "Steps to threshold")
+    else:
+        figure = _figure(figures, "epochs_heatmap", "Figure 2")
+    return "\n".join([head, "", answer, "", *rows, "", figure])
 
 
 def _question_4(c, figures) -> str:
@@ -194,7 +217,30 @@ def _question_4(c, figures) -> str:
             f"sigmoid(carry_bias): {initial}.")
     return "\n".join([head, "", note, "", *rows, "",
                       _figure(figures, "effective_depth", "Figure 5b"),
-                      _figure(figures, "gate_activity", "Figure 5a"), "", _lesions(c, figures)])
+                      _figure(figures, "gate_activity", "Figure 5a"), "",
+                      _gate_dynamics(c, figures), _lesions(c, figures)])
+
+
+def _gate_dynamics(c, figures) -> str:
+    """How far the gates moved from where they started, per cell, and one run's layers."""
+    highway = _highway(c.runs)
+    highway = highway[highway["gate_shift"].notna()]
+    if highway.empty:
+        return ""
+    lines = ["### Gate dynamics: did the gates move?", "",
+             "Gate shift = mean over layers of |T at the last point - T at step 0| "
+             "(from curve.jsonl)."]
+    for (depth, bias), group in highway.groupby(["depth", "carry_bias"]):
+        start = 1 / (1 + math.exp(-bias))
+        lines.append(f"- depth {depth}, carry_bias {bias:g} (T starts near {start:.2g}): "
+                     f"gate shift {group['gate_shift'].mean():.2g}"
+                     + (f" (mean of {len(group)} runs)" if len(group) > 1 else "") + ".")
+    lines += ["", _figure(figures, "gate_shift_heatmap", "Gate shift per cell")]
+    if c.gate_run is not None and "gate_dynamics" in figures:
+        lines += ["", f"Every layer's mean gate over training for run `{c.gate_run}` "
+                      "(choose another with `--gate-run`):", "",
+                  _figure(figures, "gate_dynamics", "Gate dynamics")]
+    return "\n".join(lines) + "\n"
 
 
 def _lesions(c, figures) -> str:
@@ -218,6 +264,67 @@ def _lesions(c, figures) -> str:
                      f"points at layer {int(top['layer'])} (its T = {top['gate_activity']:.2f}); "
                      f"{big} of {len(group)} lesioned layers cost more than 1 point.")
     return "\n".join(lines + ["", _figure(figures, "lesion", "Figure 6")])
+
+
+def _step_resolution(c, figures) -> str:
+    """Per cell: steps to threshold, curve area, stalled runs, accuracy after each budget."""
+    runs = c.runs[c.runs["curve_last_step"].notna()]
+    if runs.empty:
+        return ""
+    head = "## Convergence at step resolution"
+    budgets = [b for b in c.budgets if f"accuracy_after_{b}" in runs]
+    steps = tables.cells(runs, "curve_steps_to_threshold")
+    area = tables.cells(runs, "curve_area").set_index(tables.CELL)
+    after = {b: tables.cells(runs, f"accuracy_after_{b}").set_index(tables.CELL)
+             for b in budgets}
+    header = (f"| model | depth | carry_bias | steps to {100 * c.threshold:g}% | curve area | "
+              "stalled | " + " | ".join(f"after {b:,} steps" for b in budgets) + " |")
+    rows = [header, "|---" * (6 + len(budgets)) + "|"]
+    for _, cell in steps.iterrows():
+        key = tuple(cell[k] for k in tables.CELL)
+        members = runs[(runs["model"] == cell["model"]) & (runs["depth"] == cell["depth"])
+                       & (runs["carry_bias"] == cell["carry_bias"])]
+        reach = number(cell["mean"], cell["sd"], cell["reached"], 0)
+        if cell["reached"] < cell["n"]:
+            reach = "never" if cell["reached"] == 0 else f"{reach} ({cell['reached']}/{cell['n']})"
+        texts = [percent(after[b].loc[key, "mean"], after[b].loc[key, "sd"],
+                         after[b].loc[key, "reached"]) for b in budgets]
+        spread = number(area.loc[key, "mean"], area.loc[key, "sd"], area.loc[key, "reached"], 2)
+        rows.append(f"| {cell['model']} | {cell['depth']} | {cell['carry_bias']:g} | {reach} | "
+                    f"{spread} | {_stalled(members)} | " + " | ".join(texts) + " |")
+    note = (f"Every number comes from the runs' step-resolution curves ({_eval_every(runs)}). "
+            "Curve area = area under validation accuracy over steps divided by the steps "
+            "spanned (1 = perfect from the first point). Stalled: never more than "
+            f"{100 * convergence.STALL_MARGIN:g} points above chance from step "
+            f"{convergence.STALL_AFTER} on (– for runs shorter than that).")
+    return "\n".join([head, "", note, "", *rows, "",
+                      _figure(figures, "steps_heatmap", "Steps to threshold"),
+                      _figure(figures, "budget_heatmaps", "Accuracy after step budgets"),
+                      _figure(figures, "step_curves", "Learning curves over steps")])
+
+
+def _speed(runs) -> tuple[str, str, int]:
+    """(column, unit, digits) measuring how fast runs converge: steps when they have
+    step-resolution curves, else epochs (records written before curve.jsonl)."""
+    if runs["curve_last_step"].notna().any():
+        return "curve_steps_to_threshold", "steps", 0
+    return "epochs_to_threshold", "epochs", 1
+
+
+def _stalled(runs) -> str:
+    """'1/3' stalled runs among those with a verdict, or '–' when none has one."""
+    verdicts = runs["stalled"].dropna()
+    if verdicts.empty:
+        return "–"
+    return f"{int(verdicts.astype(bool).sum())}/{len(verdicts)}"
+
+
+def _eval_every(runs) -> str:
+    """How the curves were recorded: 'a point every 100 steps' (or the values found)."""
+    every = sorted({int(e) for e in runs["curve_eval_every"].dropna()})
+    if not every:
+        return "a point every eval_every steps"
+    return "a point every " + " or ".join(str(e) for e in every) + " steps"
 
 
 def _points(drop: float) -> str:

@@ -80,6 +80,7 @@ def select(collection: Collection, conditions: list[tuple[str, str]]) -> Collect
 
     return dataclasses.replace(
         collection, runs=only(runs), curves=only(collection.curves),
+        points=only(collection.points), gate_points=only(collection.gate_points),
         gates=only(collection.gates), lesions=only(collection.lesions), swept=still_swept,
         selection=collection.selection + [f"{k}={v}" for k, v in conditions],
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from highway_study import catalog
+from highway_study import catalog, convergence
 
 CELL = ["model", "depth", "carry_bias"]
+STANDARD_BUDGETS = (250, 1000, 5000)  # step budgets of the small-multiple heatmaps
 
 
 def is_gated(models: pd.Series) -> pd.Series:
@@ -77,6 +78,46 @@ def lesion_table(collection) -> pd.DataFrame:
     runs = collection.runs[["run", "model", "depth", "carry_bias", "seed"]]
     table = collection.lesions.merge(runs, on="run")
     return table.merge(collection.gates, on=["run", "layer"], how="left")
+
+
+def default_budgets(runs: pd.DataFrame) -> list[int]:
+    """Step budgets for the small multiples: the standard ones the runs reach, and the
+    longest run's length; a quarter, half and all of it for runs shorter than 250 steps."""
+    longest = runs["curve_last_step"].max(skipna=True)
+    if pd.isna(longest) or longest < 1:
+        return []
+    longest = int(longest)
+    budgets = [b for b in STANDARD_BUDGETS if b <= longest]
+    if not budgets:
+        return sorted({max(1, round(longest * f)) for f in (0.25, 0.5, 1.0)})
+    return budgets if budgets[-1] == longest else budgets + [longest]
+
+
+def with_budgets(runs: pd.DataFrame, points: pd.DataFrame, budgets) -> pd.DataFrame:
+    """`runs` with a column accuracy_after_<budget> per budget: validation accuracy at the
+    last point at or before it (NaN for a run that stopped earlier or has no curve)."""
+    by_run = {run: group[["step", "val_accuracy"]].to_dict("records")
+              for run, group in points.groupby("run")} if len(points) else {}
+    runs = runs.copy()
+    for budget in budgets:
+        runs[f"accuracy_after_{budget}"] = [
+            _nan(convergence.accuracy_at(by_run.get(run, []), budget)) for run in runs["run"]]
+    return runs
+
+
+def gate_run(runs: pd.DataFrame, gate_points: pd.DataFrame) -> str | None:
+    """The run whose gate dynamics are drawn by default: the deepest gated run with a
+    curve, then the best test accuracy, then the lowest seed."""
+    recorded = runs[runs["run"].isin(set(gate_points["run"])) & is_gated(runs["model"])]
+    if recorded.empty:
+        return None
+    ordered = recorded.sort_values(["depth", "test_accuracy", "seed"],
+                                   ascending=[False, False, True], na_position="last")
+    return str(ordered["run"].iloc[0])
+
+
+def _nan(value) -> float:
+    return np.nan if value is None else float(value)
 
 
 def percent(mean, sd=np.nan, n: int = 1) -> str:

@@ -21,6 +21,7 @@ from highway_study.data import LOADERS
 
 READOUTS = ("flatten", "global_average")
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
+SCHEDULES = ("constant", "cosine")
 LOSS_REDUCTIONS = ("mean", "sum")
 IMPLEMENTATIONS = ("scan", "layers", "scan_autodiff")
 # Keras activation names (tests/test_config.py checks that Keras knows each one).
@@ -97,6 +98,8 @@ class OptimizerConfig:
     name: str = MISSING
     learning_rate: float = 0.01
     momentum: float = 0.0
+    # "constant", or "cosine": decay from learning_rate to 0 over the run's optimizer steps.
+    schedule: str = "constant"
 
 
 @dataclass
@@ -124,6 +127,13 @@ class Config:
     lesion_every: int = 0
     # Stop when validation accuracy has not improved for this many epochs; null = never.
     patience: Optional[int] = None
+    # Record a point of the step-resolution curve (curve.jsonl) every this many optimizer
+    # steps; 0 = no curve. 100 gives 50 points over the blog's 5,000 steps (docs/convergence.md).
+    eval_every: int = 100
+    # Validation examples measured at each point (the first N of the validation set, the
+    # same at every point); null = all of them. Best/final validation and test accuracy
+    # always use the full sets.
+    eval_examples: Optional[int] = 1000
     # The summary field a sweep (grid or Optuna) maximises; 0 for runs that did not complete.
     optimized_metric: str = "best_val_accuracy"
     # Free-form tags copied into the run record (for example the experiment's name).
@@ -153,6 +163,7 @@ def validate(cfg) -> None:
     _choice("data.name", cfg.data.name, tuple(LOADERS))
     _choice("optimized_metric", cfg.optimized_metric, record.OBJECTIVES)
     _choice("optimizer.name", cfg.optimizer.name, OPTIMIZER_NAMES)
+    _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)
     _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
     _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)
@@ -180,6 +191,9 @@ def validate(cfg) -> None:
     _at_least("lesion_every", cfg.lesion_every, 0)
     if cfg.patience is not None:
         _at_least("patience", cfg.patience, 1)
+    _at_least("eval_every", cfg.eval_every, 0)
+    if cfg.eval_examples is not None:
+        _at_least("eval_examples", cfg.eval_examples, 1)
     _finite("carry_bias", cfg.carry_bias)
     _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
     _positive("model.init_stddev", cfg.model.init_stddev)

@@ -1,8 +1,10 @@
 """The run record: the one contract between training and analysis.
 
 A run folder holds `metrics.jsonl` (one JSON object per finished epoch, appended and flushed
-as the epoch ends) and `summary.json` (written once, atomically, when the run ends). A killed
-run therefore leaves every finished epoch readable and either no summary or a whole one.
+as the epoch ends), `curve.jsonl` (one JSON object per point of the step-resolution curve,
+every `eval_every` optimizer steps, appended and flushed the same way) and `summary.json`
+(written once, atomically, when the run ends). A killed run therefore leaves every finished
+epoch and point readable and either no summary or a whole one.
 
 `Summary` is the one type of summary.json: training, the runtime's failure and interrupt
 records and the analysis all write or read it through this module. It imports neither
@@ -21,6 +23,7 @@ from pathlib import Path
 
 SCHEMA = 1
 METRICS_FILE = "metrics.jsonl"
+CURVE_FILE = "curve.jsonl"
 SUMMARY_FILE = "summary.json"
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # results: a rerun does not train them again
@@ -53,6 +56,15 @@ class Summary:
     gate_activity: list = field(default_factory=list)
     lesion: list | None = None
     data_source: str | None = None  # where the data came from (MNIST: the folder read)
+    # Step resolution (curve.jsonl; rules in highway_study.convergence). None in records
+    # written before it, or with eval_every=0.
+    eval_every: int | None = None
+    curve_val_examples: int | None = None  # validation examples measured at each point
+    steps_to: dict | None = None  # {"0.5": step or None, "0.9": ..., "0.95": ...}
+    curve_area: float | None = None  # area under validation accuracy over steps, in [0, 1]
+    stalled: bool | None = None
+    gate_shift: float | None = None  # mean |T(end) - T(start)| over the highway layers
+    recording_seconds: float | None = None  # time spent measuring and writing the points
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, **dataclasses.asdict(self)}
@@ -124,15 +136,43 @@ def objective(summary: Summary, metric: str = "best_val_accuracy") -> float:
 
 def append_metrics(run_dir, row: dict) -> None:
     """Append one epoch's metrics as a JSON line, flushed to disk."""
-    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as stream:
+    _append_line(Path(run_dir) / METRICS_FILE, row)
+
+
+def read_metrics(run_dir) -> list[dict]:
+    """Every complete line of metrics.jsonl (a half-written last line is ignored)."""
+    return _read_lines(Path(run_dir) / METRICS_FILE)
+
+
+def rewrite_metrics(run_dir, rows: list[dict]) -> None:
+    """Replace metrics.jsonl by `rows` atomically (a resume cuts it back to its checkpoint)."""
+    _rewrite_lines(Path(run_dir) / METRICS_FILE, rows)
+
+
+def append_point(run_dir, point: dict) -> None:
+    """Append one point of the step-resolution curve as a JSON line, flushed to disk."""
+    _append_line(Path(run_dir) / CURVE_FILE, point)
+
+
+def read_curve(run_dir) -> list[dict]:
+    """Every complete line of curve.jsonl ([] for runs recorded without one)."""
+    return _read_lines(Path(run_dir) / CURVE_FILE)
+
+
+def rewrite_curve(run_dir, points: list[dict]) -> None:
+    """Replace curve.jsonl by `points` atomically (a resume cuts it back to its checkpoint)."""
+    _rewrite_lines(Path(run_dir) / CURVE_FILE, points)
+
+
+def _append_line(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as stream:
         stream.write(json.dumps(_finite_or_none(row)) + "\n")
         stream.flush()
         os.fsync(stream.fileno())
 
 
-def read_metrics(run_dir) -> list[dict]:
-    """Every complete line of metrics.jsonl (a half-written last line is ignored)."""
-    path = Path(run_dir) / METRICS_FILE
+def _read_lines(path: Path) -> list[dict]:
+    """The JSON objects of a .jsonl file; lines that are not one (half-written) are skipped."""
     if not path.exists():
         return []
     rows = []
@@ -146,9 +186,7 @@ def read_metrics(run_dir) -> list[dict]:
     return rows
 
 
-def rewrite_metrics(run_dir, rows: list[dict]) -> None:
-    """Replace metrics.jsonl by `rows` atomically (a resume cuts it back to its checkpoint)."""
-    path = Path(run_dir) / METRICS_FILE
+def _rewrite_lines(path: Path, rows: list[dict]) -> None:
     if not path.exists() and not rows:
         return
     tmp = path.with_name(f".{path.name}.tmp")

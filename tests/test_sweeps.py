@@ -219,6 +219,10 @@ def test_sigterm_records_interrupted_and_rerun_resumes_from_last_epoch(tmp_path)
     assert metrics.read_text().splitlines()[:len(done)] == finished_rows  # kept, not redone
     assert summary(run_dir)["status"] == "completed"
     assert not (run_dir / "checkpoint").exists()  # removed once training ended
+    total = summary(run_dir)["steps"]  # the curve was cut back to the checkpoint: no point twice
+    curve = (run_dir / "curve.jsonl").read_text().splitlines()
+    points = [json.loads(line)["step"] for line in curve]
+    assert points == list(range(0, total, 100)) + [total]
 
 
 def test_joblib_launcher_runs_two_jobs_in_parallel_workers(tmp_path):

@@ -9,6 +9,7 @@ raises `Interrupted`; the caller decides what that means for the process.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -23,10 +24,11 @@ from highway_study import data as data_lib
 from highway_study import record
 from highway_study.models import build_model, count_params
 from highway_study.models.lesion import lesion_accuracies
-from highway_study.training import checkpoint, stopping
+from highway_study.training import checkpoint, stepwise, stopping
 from highway_study.training import epochs as epochs_lib
 from highway_study.training.optim import make_loss, make_optimizer, to_dataset
-from highway_study.training.recorder import RunRecorder
+from highway_study.training.progress import RunProgress
+from highway_study.training.recorder import RunRecorder, StepPoints
 
 log = logging.getLogger(__name__)
 GATE_BATCH = 256
@@ -86,7 +88,12 @@ def train(cfg, run_dir, verbose: bool = True,
     recorder = RunRecorder(run_dir, dataset.x_val[:GATE_BATCH], cfg.max_steps, verbose,
                            tensorboard_dir, history=resume.history)
     recorder.diverged = resume.diverged
-    callbacks = [epochs_lib.ReseedEachEpoch(cfg.seed), recorder]
+    step_recorder = stepwise.recorder_for(cfg, run_dir, model, dataset, recorder.step,
+                                          dataset.x_val[:GATE_BATCH], tensorboard_dir)
+    progress = RunProgress(total_steps(cfg, len(dataset.x_train)), recorder.step,
+                           enabled=None if verbose else False)
+    callbacks = [epochs_lib.ReseedEachEpoch(cfg.seed), recorder,
+                 StepPoints(step_recorder, progress, len(dataset.x_train), cfg.batch_size)]
     if cfg.patience is not None:  # train until validation accuracy stops improving
         callbacks.append(stopping.Patience(cfg.patience, resume.history))
     callbacks += [
@@ -98,20 +105,31 @@ def train(cfg, run_dir, verbose: bool = True,
             log_dir=str(tensorboard_dir), write_graph=False, profile_batch=0))
     if not resume.trained and resume.epoch < epochs:
         try:
-            model.fit(
-                epochs_lib.training_batches(dataset.x_train, dataset.y_train, cfg.batch_size,
-                                            cfg.seed, resume.epoch, epochs),
-                validation_data=to_dataset(dataset.x_val, dataset.y_val, 1024),
-                epochs=epochs, initial_epoch=resume.epoch, steps_per_epoch=steps,
-                callbacks=callbacks, verbose=0, shuffle=False,
-            )
+            with progress:
+                model.fit(
+                    epochs_lib.training_batches(dataset.x_train, dataset.y_train,
+                                                cfg.batch_size, cfg.seed, resume.epoch, epochs),
+                    validation_data=to_dataset(dataset.x_val, dataset.y_val, 1024),
+                    epochs=epochs, initial_epoch=resume.epoch, steps_per_epoch=steps,
+                    callbacks=callbacks, verbose=0, shuffle=False,
+                )
         except stopping.StopRequested:
             raise Interrupted(len(recorder.history), elapsed()) from None
     summary = summarize(cfg, model, dataset, recorder)
+    if step_recorder is not None:
+        summary = dataclasses.replace(
+            summary, **stepwise.summary_fields(cfg, step_recorder, dataset))
     summary.wall_seconds = elapsed()
     record.write_summary(run_dir, summary)
     checkpoint.remove(run_dir)  # only now: a run stopped before this point resumes here
     return summary
+
+
+def total_steps(cfg, train_size: int) -> int:
+    """Optimizer steps the whole run takes (the schedule and the progress bar need it)."""
+    steps = epochs_lib.steps_per_epoch(train_size, cfg.batch_size)
+    epochs = cfg.epochs if cfg.max_steps is None else math.ceil(cfg.max_steps / steps)
+    return cfg.max_steps or epochs * steps
 
 
 def build_and_compile(cfg, dataset):
@@ -119,7 +137,7 @@ def build_and_compile(cfg, dataset):
     model = build_model(cfg, dataset.num_features, dataset.num_classes,
                         image_shape=dataset.image_shape)
     model.compile(
-        optimizer=make_optimizer(cfg.optimizer),
+        optimizer=make_optimizer(cfg.optimizer, total_steps(cfg, len(dataset.x_train))),
         loss=make_loss(cfg.loss_reduction),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"),

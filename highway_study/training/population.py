@@ -35,7 +35,8 @@ from highway_study import data as data_lib
 from highway_study.models import build_model, count_params
 from highway_study.models.lesion import SHUT
 from highway_study.nn import fast_stack
-from highway_study.training import GATE_BATCH, Interrupted, order, seed_everything
+from highway_study.training import GATE_BATCH, Interrupted, order, seed_everything, total_steps
+from highway_study.training.optim import learning_rate
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,8 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         member.dataset = loaded[key]
     initial, params = _initial_weights(members)
     start_epoch = _resume(members, initial)
-    population = _Population(members, initial, groups or fast_stack.default_streams())
+    population = _Population(members, initial, groups or fast_stack.default_streams(),
+                             total_steps(first, len(members[0].dataset.x_train)))
     steps_per_epoch = math.ceil(len(members[0].dataset.x_train) / first.batch_size)
     epochs = first.epochs if first.max_steps is None else math.ceil(
         first.max_steps / steps_per_epoch)
@@ -147,7 +149,7 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
                 raise Interrupted(len(members[0].history), time.perf_counter() - start)
             losses, correct = population.step(
                 [m.dataset.x_train[b[index]] for m, b in zip(members, batches)],
-                [m.dataset.y_train[b[index]] for m, b in zip(members, batches)])
+                [m.dataset.y_train[b[index]] for m, b in zip(members, batches)], step)
             step += 1
             size = len(batches[0][index])
             for k, member in enumerate(members):
@@ -184,7 +186,7 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
 class _Population:
     """The members' weights and optimizer state, stacked, in `groups` independent parts."""
 
-    def __init__(self, members, initial, groups: int):
+    def __init__(self, members, initial, groups: int, total_steps: int | None = None):
         cfg = members[0].cfg
         self.activation = keras.activations.get(cfg.model.activation)
         self.mean_loss = cfg.loss_reduction != "sum"
@@ -195,7 +197,7 @@ class _Population:
         self.slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self.groups = [_Group([initial[k] for k in range(s.start, s.stop)],
                               [members[k].cfg for k in range(s.start, s.stop)],
-                              self.momentum_used) for s in self.slices]
+                              self.momentum_used, total_steps) for s in self.slices]
         self._step = tf.function(self._step_graph, reduce_retracing=True)
         self._evaluate = tf.function(self._evaluate_graph, reduce_retracing=True)
 
@@ -211,7 +213,7 @@ class _Population:
                                      training=training, streams=1)
         return tf.matmul(h, group.w_out) + group.b_out
 
-    def _step_graph(self, xs, ys):
+    def _step_graph(self, xs, ys, step):
         losses, correct = [], []
         for group, x, y in zip(self.groups, xs, ys):
             with tf.GradientTape() as tape:
@@ -222,18 +224,26 @@ class _Population:
                     loss = loss / tf.cast(tf.shape(y)[1], loss.dtype)
                 total = tf.reduce_sum(loss)  # members' gradients stay their own
             grads = tape.gradient(total, group.variables)
-            group.apply(grads, tf.math.is_finite(loss))
+            group.apply(grads, tf.math.is_finite(loss), step)
             losses.append(loss)
             correct.append(tf.reduce_sum(tf.cast(
                 tf.argmax(logits, axis=-1, output_type=y.dtype) == y, tf.float32), axis=1))
         return tf.concat(losses, 0), tf.concat(correct, 0)
 
-    def step(self, xs: list, ys: list):
-        """One optimizer step of every member on its batch; (losses, correct counts)."""
+    def step(self, xs: list, ys: list, step: int = 0):
+        """Optimizer step `step` (0-based, what the schedule sees) of every member on its
+        batch; (losses, correct counts)."""
         x_parts = [tf.constant(np.stack(xs[s])) for s in self.slices]
         y_parts = [tf.constant(np.stack(ys[s])) for s in self.slices]
-        losses, correct = self._step(x_parts, y_parts)
+        losses, correct = self._step(x_parts, y_parts, tf.constant(step, tf.int64))
         return losses.numpy(), correct.numpy()
+
+    def learning_rates(self, step: int) -> np.ndarray:
+        """Every member's learning rate after `step` steps, as its optimizer reports it."""
+        return np.concatenate([
+            np.broadcast_to(np.asarray(group.lr if group.schedule is None
+                                       else group.schedule(step)), group.lr.shape)
+            for group in self.groups])
 
     def freeze(self, k: int) -> None:
         """Member k keeps its weights from now on (its loss was not finite)."""
@@ -312,13 +322,21 @@ class _Group:
     NAMES = ("w_in", "b_in", "kernel", "bias", "w_out", "b_out")
     MEMBER_AXIS = {"w_in": 0, "b_in": 0, "kernel": 1, "bias": 1, "w_out": 0, "b_out": 0}
 
-    def __init__(self, initial: list[dict], configs, momentum_used: bool):
+    def __init__(self, initial: list[dict], configs, momentum_used: bool,
+                 total_steps: int | None = None):
         for name in self.NAMES:
             axis = self.MEMBER_AXIS[name]
             setattr(self, name, tf.Variable(np.stack([w[name] for w in initial], axis=axis),
                                             name=name))
         self.variables = [getattr(self, name) for name in self.NAMES]
         self.lr = tf.constant([float(c.optimizer.learning_rate) for c in configs], tf.float32)
+        # The members' rates as Keras's optimizer computes them at each step (the same
+        # schedule object, given all members' initial rates at once).
+        self.schedule = learning_rate(configs[0].optimizer.copy(), total_steps)
+        if not isinstance(self.schedule, keras.optimizers.schedules.LearningRateSchedule):
+            self.schedule = None
+        elif isinstance(self.schedule, keras.optimizers.schedules.CosineDecay):
+            self.schedule = keras.optimizers.schedules.CosineDecay(self.lr, total_steps)
         self.momentum = tf.constant(float(configs[0].optimizer.momentum), tf.float32)
         self.momentum_used = momentum_used
         self.slots = [tf.Variable(np.stack([w.get(f"m_{name}", np.zeros_like(w[name]))
@@ -328,12 +346,13 @@ class _Group:
         self.frozen = np.zeros(len(configs), bool)
         self._frozen = tf.Variable(self.frozen, trainable=False)
 
-    def apply(self, grads, finite):
+    def apply(self, grads, finite, step):
         """SGD (with momentum) per member, with Keras's SGD arithmetic; members whose loss is
         not finite, or who diverged before, get no step (multiply_no_nan: their possibly
         non-finite gradients times a zero learning rate give exactly 0)."""
-        step = tf.logical_and(finite, tf.logical_not(self._frozen))
-        lr = tf.where(step, self.lr, 0.0)
+        moves = tf.logical_and(finite, tf.logical_not(self._frozen))
+        rate = self.lr if self.schedule is None else self.schedule(step)
+        lr = tf.where(moves, rate, 0.0)
         for index, (var, grad) in enumerate(zip(self.variables, grads)):
             delta = tf.math.multiply_no_nan(grad, self._broadcast(lr, var, self.NAMES[index]))
             if self.momentum_used:  # accum = accum * momentum - delta; var += accum
@@ -405,6 +424,7 @@ def _end_epoch(population, members, alive_at_start, sums, epoch, step, seconds):
     val_loss, val_acc = population.evaluate([m.dataset.x_val for m in members],
                                             [m.dataset.y_val for m in members])
     gates = population.gate_activity([m.dataset.x_val[:GATE_BATCH] for m in members])
+    rates = population.learning_rates(step)
     for k, member in enumerate(members):
         if not alive_at_start[k]:
             continue
@@ -416,7 +436,7 @@ def _end_epoch(population, members, alive_at_start, sums, epoch, step, seconds):
             "train_accuracy": correct / seen if seen else None,
             "val_loss": float(val_loss[k]),
             "val_accuracy": float(val_acc[k]),
-            "learning_rate": float(member.cfg.optimizer.learning_rate),
+            "learning_rate": float(rates[k]),
             "seconds": seconds,
             "gate_activity": [] if not member.alive else [float(g) for g in gates[k]],
         }

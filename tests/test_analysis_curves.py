@@ -1,0 +1,123 @@
+"""analysis at step resolution: fabricated curve.jsonl files with known numbers ->
+runs.csv columns, the step heatmaps, learning curves over steps, gate dynamics, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.__main__ import main
+from test_analysis import write_run
+
+# (depth, carry_bias, seed) -> validation accuracy at steps 0, 100, ..., 1200
+CURVES = {
+    (2, -1, 0): [0.1, 0.4, 0.7, 0.92, 0.95, 0.96, 0.96, 0.97, 0.97, 0.97, 0.97, 0.97, 0.97],
+    (2, -1, 1): [0.1, 0.5, 0.8, 0.91, 0.93, 0.96, 0.96, 0.96, 0.97, 0.97, 0.97, 0.97, 0.97],
+    (2, -3, 0): [0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.91, 0.92, 0.92, 0.93],
+    (8, -1, 0): [0.1, 0.1, 0.11, 0.12, 0.1, 0.11, 0.12, 0.1, 0.11, 0.1, 0.12, 0.11, 0.12],
+    (8, -3, 0): [0.1, 0.3, 0.6, 0.85, 0.9, 0.93, 0.94, 0.95, 0.95, 0.95, 0.95, 0.95, 0.96],
+}
+EVERY = 100
+
+
+def gates(depth, bias, step):
+    """Gate activity that starts near sigmoid(bias) and opens with the steps (layer 0 most)."""
+    start = 0.27 if bias == -1 else 0.05
+    return [start + 0.0001 * step / (layer + 1) for layer in range(depth)]
+
+
+def fabricate(root: Path) -> Path:
+    sweep = root / "sweep"
+    for (depth, bias, seed), accuracies in CURVES.items():
+        run = sweep / f"depth={depth},carry_bias={bias},seed={seed}"
+        write_run(run, "highway_fc", depth, bias, seed, [accuracies[5], accuracies[-1]],
+                  accuracies[-1], gates(depth, bias, 1200))
+        summary = json.loads((run / "summary.json").read_text())
+        summary["config"]["eval_every"] = EVERY
+        (run / "summary.json").write_text(json.dumps(summary))
+        with open(run / "curve.jsonl", "w") as stream:
+            for index, accuracy in enumerate(accuracies):
+                step = index * EVERY
+                stream.write(json.dumps({"step": step, "val_accuracy": accuracy,
+                                         "gate_activity": gates(depth, bias, step)}) + "\n")
+    return sweep
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curves")
+    sweep = fabricate(root)
+    out = root / "out"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    return sweep, out
+
+
+def first(accuracies, threshold):
+    return next((EVERY * i for i, a in enumerate(accuracies) if a >= threshold), None)
+
+
+def test_runs_table_holds_the_step_resolution_columns(analysed):
+    _, out = analysed
+    runs = pd.read_csv(out / "runs.csv").set_index("run")
+    for (depth, bias, seed), accuracies in CURVES.items():
+        row = runs.loc[f"depth={depth},carry_bias={bias},seed={seed}"]
+        expected = first(accuracies, 0.9)
+        got = row["curve_steps_to_threshold"]
+        assert (pd.isna(got) and expected is None) or got == expected
+        assert row["curve_last_step"] == 1200
+        assert row["accuracy_after_250"] == accuracies[2]  # the point at step 200
+        assert row["accuracy_after_1000"] == accuracies[10]
+    assert bool(runs.loc["depth=8,carry_bias=-1,seed=0", "stalled"]) is True
+    assert bool(runs.loc["depth=2,carry_bias=-3,seed=0", "stalled"]) is False
+    # gates of an 8-layer net moved 0.12/(layer+1) on average over layers
+    shift = sum(0.12 / (layer + 1) for layer in range(8)) / 8
+    assert runs.loc["depth=8,carry_bias=-3,seed=0", "gate_shift"] == pytest.approx(shift)
+
+
+def test_the_step_figures_are_written(analysed):
+    _, out = analysed
+    for name in ("steps_heatmap", "budget_heatmaps", "step_curves", "gate_dynamics",
+                 "gate_shift_heatmap"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000, name
+
+
+def test_steps_heatmap_shows_steps_and_marks_never(analysed):
+    from analysis import step_plots
+    from analysis.collect import collect
+
+    sweep, _ = analysed
+    runs = collect([sweep]).runs
+    texts = [t.get_text() for ax in step_plots.steps_heatmap(runs, 0.9).axes for t in ax.texts]
+    assert "300\n±0" in texts  # depth 2, carry_bias -1: both seeds at step 300
+    assert "800" in texts and "400" in texts and texts.count("never") == 1
+    step_plots.plt.close("all")
+
+
+def test_report_answers_convergence_questions_in_steps(analysed):
+    _, out = analysed
+    report = (out / "report.md").read_text()
+    assert "a point every 100 steps" in report
+    # Q2: carry_bias -3 reaches 90% at depth 8 (the deepest) after 400 steps
+    assert "| -3 | 2, 8 | 8 (deepest tried) | 400 |" in report
+    # Q3: -1 has one cell that never reaches it; one of its 3 runs stalled
+    assert "| -1 | 2 | 1 | 0 | 300 | " in report and "| 1/3 |" in report
+    assert "| highway_fc | 8 | -1 | never |" in report
+    assert "figures/steps_heatmap.png" in report and "figures/gate_dynamics.png" in report
+    assert "Gate dynamics of" not in report  # the title is in the figure, the run in the text
+    assert "`depth=8,carry_bias=-3,seed=0`" in report  # deepest, best test accuracy
+
+
+def test_budgets_and_gate_run_options(analysed, tmp_path, capsys):
+    sweep, _ = analysed
+    out = tmp_path / "o"
+    assert main([str(sweep), "--out", str(out), "--budgets", "100,600",
+                 "--gate-run", "depth=2,carry_bias=-1,seed=1"]) == 0
+    runs = pd.read_csv(out / "runs.csv")
+    assert {"accuracy_after_100", "accuracy_after_600"} <= set(runs.columns)
+    assert "`depth=2,carry_bias=-1,seed=1`" in (out / "report.md").read_text()
+    assert main([str(sweep), "--out", str(out), "--gate-run", "nope"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--gate-run 'nope'" in err
