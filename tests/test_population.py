@@ -40,7 +40,7 @@ def rows(run_dir):
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
 def test_a_member_trains_as_it_would_alone(tmp_path, optimizer):
     cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005),
-                   extra=(f"optimizer={optimizer}",))
+                   extra=(f"optimizer={optimizer}", "eval_every=7"))
     together = pop.train_population(cfgs, [tmp_path / f"p{i}" for i in range(3)], groups=2)
     for i, cfg in enumerate(cfgs):
         alone = train(cfg, tmp_path / f"a{i}", verbose=False)
@@ -53,6 +53,15 @@ def test_a_member_trains_as_it_would_alone(tmp_path, optimizer):
             for key in ("train_loss", "val_loss", "val_accuracy", "train_accuracy"):
                 np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
             np.testing.assert_allclose(a["gate_activity"], b["gate_activity"], rtol=1e-5)
+        mine, theirs = record.read_curve(tmp_path / f"p{i}"), record.read_curve(tmp_path / f"a{i}")
+        assert [p["step"] for p in mine] == [p["step"] for p in theirs] == [0, 7, 14, 20]
+        for a, b in zip(mine, theirs):
+            assert (a["train_loss"] is None) == (b["train_loss"] is None)  # none at step 0
+            for key in ("val_loss", "val_accuracy", "learning_rate", "train_loss"):
+                if a[key] is not None:
+                    np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+        assert together[i].curve_area == pytest.approx(alone.curve_area, rel=1e-5)
+        assert together[i].steps_to == alone.steps_to
 
 
 def test_outputs_and_gradients_match_each_members_keras_model():

@@ -15,6 +15,7 @@ metrics.jsonl, checkpoint and summary.json as a run alone would, and returns the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -36,7 +37,10 @@ from highway_study.models import build_model, count_params
 from highway_study.models.lesion import SHUT
 from highway_study.nn import fast_stack
 from highway_study.training import GATE_BATCH, Interrupted, order, seed_everything, total_steps
+from highway_study.training.curve import StepRecorder, resume_points
 from highway_study.training.optim import learning_rate
+from highway_study.training.recorder import TensorBoardPoints
+from highway_study.training.stepwise import summary_fields, val_subset_size
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ class Member:
     history: list = field(default_factory=list)
     diverged_at: int | None = None  # the step whose loss was not finite
     writer: object = None
+    curve: StepRecorder | None = None  # its step-resolution points (None: eval_every=0)
 
     @property
     def alive(self) -> bool:
@@ -138,6 +143,7 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         if member.cfg.tensorboard:
             member.writer = tf.summary.create_file_writer(str(member.run_dir / "tensorboard"))
     step = members[0].history[-1]["step"] if members[0].history else 0
+    _attach_curves(population, members, step)
     for epoch in range(start_epoch, epochs):
         epoch_start = time.perf_counter()
         alive_at_start = [m.alive for m in members]
@@ -157,9 +163,13 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
                     continue
                 xent = losses[k] if first.loss_reduction == "sum" else losses[k] * size
                 sums[k] += (xent, correct[k], size)
+                if member.curve is not None:
+                    member.curve.after_step(xent / size, size)
                 if not math.isfinite(losses[k]):
                     member.diverged_at = step
                     population.freeze(k)
+                    if member.curve is not None:
+                        member.curve.finish()  # as a run alone stops at this step
                     log.warning("%s: loss became %s at step %d: frozen (status diverged)",
                                 member.run_dir.name, losses[k], step)
             if first.max_steps is not None and step >= first.max_steps:
@@ -172,8 +182,14 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         if (first.max_steps is not None and step >= first.max_steps) or \
                 not any(m.alive for m in members):
             break
+    for member in members:
+        if member.curve is not None and member.alive:
+            member.curve.finish()
     summaries = _summaries(population, members, params)
-    for member, summary in zip(members, summaries):
+    for k, (member, summary) in enumerate(zip(members, summaries)):
+        if member.curve is not None:
+            summaries[k] = summary = dataclasses.replace(
+                summary, **summary_fields(member.cfg, member.curve, member.dataset))
         summary.wall_seconds = time.perf_counter() - start
         record.write_summary(member.run_dir, summary)
         _remove_checkpoint(member.run_dir)
@@ -417,6 +433,48 @@ def _resume(members, initial) -> int:
         record.rewrite_metrics(member.run_dir, rows)
         member.history = rows
     return epoch
+
+
+class _Points:
+    """What the members' curves measure at a step, computed once for all of them: loss and
+    accuracy on each member's fixed validation subset, learning rate, gate activity."""
+
+    def __init__(self, population, members):
+        self.population = population
+        size = val_subset_size(members[0].cfg, members[0].dataset)
+        self.x = [m.dataset.x_val[:size] for m in members]
+        self.y = [m.dataset.y_val[:size] for m in members]
+        self.gate = [m.dataset.x_val[:GATE_BATCH] for m in members]
+        self.step, self.values = None, []
+
+    def at(self, step: int) -> list[dict]:
+        if step != self.step:
+            loss, accuracy = self.population.evaluate(self.x, self.y)
+            gates = self.population.gate_activity(self.gate)
+            rates = self.population.learning_rates(step)
+            self.values = [{"val_loss": float(loss[k]), "val_accuracy": float(accuracy[k]),
+                            "learning_rate": float(rates[k]),
+                            "gate_activity": [float(g) for g in gates[k]]}
+                           for k in range(len(self.x))]
+            self.step = step
+        return self.values
+
+
+def _attach_curves(population, members, step: int) -> None:
+    """A StepRecorder per member (curve.jsonl cut back to `step`), and the step-0 points."""
+    points = _Points(population, members)
+    for k, member in enumerate(members):
+        kept = resume_points(member.run_dir, step)
+        if not member.cfg.eval_every:
+            continue
+        listeners = ([TensorBoardPoints(member.run_dir / "tensorboard" / "steps")]
+                     if member.cfg.tensorboard else [])
+        member.curve = StepRecorder(member.run_dir, member.cfg.eval_every, None, points=kept,
+                                    listeners=listeners, step=step)
+        member.curve.measure = lambda k=k, curve=member.curve: points.at(curve.step)[k]
+    for member in members:
+        if member.curve is not None and member.alive:
+            member.curve.start()
 
 
 def _end_epoch(population, members, alive_at_start, sums, epoch, step, seconds):
