@@ -52,8 +52,8 @@ NEW_BAD_VALUES = [
     ("model.activation=bogus", "model.activation='bogus'", "relu"),
     ("optimizer=adam optimizer.momentum=0.9", "optimizer.momentum=0.9 is not used by "
      "optimizer=adam", "optimizer=momentum"),
-    ("optimizer.momentum=0.5", "optimizer.momentum=0.5 is not used by optimizer=sgd",
-     "optimizer=momentum"),
+    ("optimizer=sgd optimizer.momentum=0.5", "optimizer.momentum=0.5 is not used by "
+     "optimizer=sgd", "optimizer=momentum"),
     ("+deph=5", "deph is not a config key", "did you mean depth?"),
     ("+model.activaton=tanh", "model.activaton is not a config key",
      "did you mean model.activation?"),
