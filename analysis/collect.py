@@ -187,7 +187,7 @@ def _run_row(name, run_dir, summary: record.Summary, metrics, threshold, gate_th
 
 def _runs_table(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     """One row per run: key columns, every config key that varies, then the results."""
-    configs = [_flatten(row.pop("config")) for row in rows]
+    configs = [record.flatten_config(row.pop("config")) for row in rows]
     flat = pd.DataFrame(configs).rename(columns=_ALIASES)
     for column in KEY_COLUMNS:
         if column not in flat:
@@ -203,17 +203,6 @@ def _runs_table(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     table["carry_bias"] = pd.to_numeric(table["carry_bias"], errors="coerce").astype(float)
     table = table.sort_values(["model", "depth", "carry_bias", "seed", "run"], kind="stable")
     return table.reset_index(drop=True), swept
-
-
-def _flatten(config: dict, prefix: str = "") -> dict:
-    """{"optimizer": {"learning_rate": 0.1}} -> {"optimizer.learning_rate": 0.1}."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _varying(configs: list[dict]) -> list[str]:

@@ -46,11 +46,22 @@ def accuracy_heatmap(runs: pd.DataFrame) -> plt.Figure:
 def epochs_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
     """Figure 2: epochs until validation accuracy first reaches `threshold`; 'never' marked."""
     cells = tables.cells(runs, "epochs_to_threshold")
+    label, mark = reach_labels(digits=1)
+
+    vmax = max(float(runs["epochs_done"].max(skipna=True) or 1), 1.0)
+    return grid_figure(cells, lambda c: c["mean"], label, mark, vmin=1, vmax=vmax,
+                        cmap="magma_r", colorbar="epochs to threshold",
+                        title=f"Epochs until validation accuracy ≥ {100 * threshold:g}%")
+
+
+def reach_labels(digits: int):
+    """(label, mark) for a "how long until the threshold" heatmap: the mean (± sd) over the
+    runs that reach it and how many do; cells where none does are marked 'never'."""
 
     def label(cell):
-        text = f"{cell['mean']:.1f}"
+        text = f"{cell['mean']:.{digits}f}"
         if cell["reached"] > 1 and not pd.isna(cell["sd"]):
-            text += f"\n±{cell['sd']:.1f}"
+            text += f"\n±{cell['sd']:.{digits}f}"
         if cell["reached"] < cell["n"]:
             text += f"\n{cell['reached']}/{cell['n']} reach"
         return text
@@ -58,10 +69,7 @@ def epochs_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
     def mark(cell):
         return tables.cell_mark(cell) or ("never" if cell["reached"] == 0 else None)
 
-    vmax = max(float(runs["epochs_done"].max(skipna=True) or 1), 1.0)
-    return grid_figure(cells, lambda c: c["mean"], label, mark, vmin=1, vmax=vmax,
-                        cmap="magma_r", colorbar="epochs to threshold",
-                        title=f"Epochs until validation accuracy ≥ {100 * threshold:g}%")
+    return label, mark
 
 
 def accuracy_vs_depth(runs: pd.DataFrame) -> plt.Figure:

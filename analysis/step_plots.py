@@ -20,17 +20,7 @@ def steps_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
     """Optimizer steps until validation accuracy first reaches `threshold` (log colour);
     cells where no run reaches it are marked 'never'."""
     cells = tables.cells(runs, "curve_steps_to_threshold")
-
-    def label(cell):
-        text = f"{cell['mean']:.0f}"
-        if cell["reached"] > 1 and not pd.isna(cell["sd"]):
-            text += f"\n±{cell['sd']:.0f}"
-        if cell["reached"] < cell["n"]:
-            text += f"\n{cell['reached']}/{cell['n']} reach"
-        return text
-
-    def mark(cell):
-        return tables.cell_mark(cell) or ("never" if cell["reached"] == 0 else None)
+    label, mark = plots.reach_labels(digits=0)
 
     reached = runs["curve_steps_to_threshold"].dropna()
     low = max(float(reached.min()) if len(reached) else 1.0, 1.0)

@@ -134,6 +134,18 @@ def objective(summary: Summary, metric: str = "best_val_accuracy") -> float:
     return float(value)
 
 
+def flatten_config(config: dict, prefix: str = "") -> dict:
+    """{"optimizer": {"learning_rate": 0.1}} -> {"optimizer.learning_rate": 0.1}: a run's
+    config as the dotted keys of the command line."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def append_metrics(run_dir, row: dict) -> None:
     """Append one epoch's metrics as a JSON line, flushed to disk."""
     _append_line(Path(run_dir) / METRICS_FILE, row)

@@ -69,7 +69,7 @@ def unsupported(cfg) -> str | None:
 
 def shape_key(cfg) -> str:
     """Equal for configurations that can train in one population."""
-    flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
+    flat = record.flatten_config(OmegaConf.to_container(cfg, resolve=True))
     return json.dumps({k: v for k, v in sorted(flat.items()) if _not_member_key(k)})
 
 
@@ -576,12 +576,3 @@ def _lesions(population, members) -> list:
                 results[k].append({"layer": layer, "val_accuracy": float(accuracy[k])})
     return results
 
-
-def _flatten(config: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
