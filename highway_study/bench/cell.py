@@ -137,7 +137,7 @@ class PopulationCell:
 
     def _run(self, steps: int) -> None:
         for i in range(steps):
-            losses, _ = self.population.step(list(self.x[i % 8]), list(self.y[i % 8]))
+            self.population.step(list(self.x[i % 8]), list(self.y[i % 8]))
 
     def window(self) -> float:
         start = time.perf_counter()

@@ -133,6 +133,9 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
     start_epoch = _resume(members, initial)
     population = _Population(members, initial, groups or fast_stack.default_streams(),
                              total_steps(first, len(members[0].dataset.x_train)))
+    for k, member in enumerate(members):
+        if not member.alive:  # diverged before the checkpoint it resumes from
+            population.freeze(k)
     steps_per_epoch = math.ceil(len(members[0].dataset.x_train) / first.batch_size)
     epochs = first.epochs if first.max_steps is None else math.ceil(
         first.max_steps / steps_per_epoch)
