@@ -104,6 +104,7 @@ def documented_commands() -> list[Documented]:
         shell = page.suffix == ".sh"
         if shell:
             text = text.replace("$PAR", "hydra/launcher=joblib hydra.launcher.n_jobs=2")
+            text = text.replace("$POP", "hydra/launcher=population")
             header = "\n".join(line for line in text.splitlines()[:12] if line.startswith("#"))
         for number, line, in_code, above in logical_lines(text):
             if shell:
@@ -295,8 +296,11 @@ def test_run_study_shows_each_step_and_stops_at_the_first_failure(tmp_path):
     assert result.returncode == 7
     calls = (tmp_path / "calls").read_text().splitlines()
     assert len(calls) == 3  # nothing after the failed step
-    assert "step blog_baselines: " in result.stdout and "output of call 1" in result.stdout
+    assert "step blog_depth_bias: " in result.stdout and "output of call 1" in result.stdout
     assert "output of call 3" in result.stdout and "call 3 failed" in result.stdout
-    assert "step softmax_baseline failed with exit status 7" in result.stderr
-    log = (tmp_path / "outputs" / "study_logs" / "softmax_baseline.log").read_text()
+    assert "step blog_baselines failed with exit status 7" in result.stderr
+    log = (tmp_path / "outputs" / "study_logs" / "blog_baselines.log").read_text()
     assert "output of call 3" in log and "call 3 failed" in log
+    times = (tmp_path / "outputs" / "study_logs" / "blog_baselines.times").read_text().split()
+    assert times[0] == "start" and times[2] == "end" and times[-1] == "7"
+    assert int(times[3]) >= int(times[1])
