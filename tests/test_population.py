@@ -20,6 +20,7 @@ from compose import compose_config
 from conftest import REPO
 from highway_study import record
 from highway_study.training import Interrupted, train
+from highway_study.training import batched
 from highway_study.training import population as pop
 
 SMALL = ("data=synthetic", "depth=4", "width=12", "batch_size=32", "tensorboard=false",
@@ -37,7 +38,7 @@ def rows(run_dir):
             for row in record.read_metrics(run_dir)]
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 def test_a_member_trains_as_it_would_alone(tmp_path, optimizer):
     cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005),
                    extra=(f"optimizer={optimizer}", "eval_every=7"))
@@ -74,7 +75,7 @@ def test_outputs_and_gradients_match_each_members_keras_model():
     for member in members:
         member.dataset = pop.data_lib.load(member.cfg.data, member.cfg.seed)
     initial, _ = pop._initial_weights(members)
-    population = pop._Population(members, initial, groups=1)
+    population = batched.Population(members, initial, groups=1)
     group = population.groups[0]
     rng = np.random.default_rng(0)
     x = rng.random((3, 8, members[0].dataset.num_features), np.float32)
@@ -92,10 +93,33 @@ def test_outputs_and_gradients_match_each_members_keras_model():
             loss_k = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y[k], alone))
         grads_k = tape.gradient(loss_k, model.trainable_weights)
         np.testing.assert_allclose(logits[k], alone, rtol=1e-5, atol=1e-6)
-        ours = [np.take(g.numpy(), k, pop._Group.MEMBER_AXIS[name]).reshape(w.shape)
-                for g, name, w in zip(grads, pop._Group.NAMES, model.trainable_weights)]
+        ours = [np.take(g.numpy(), k, batched.Group.MEMBER_AXIS[name]).reshape(w.shape)
+                for g, name, w in zip(grads, batched.Group.NAMES, model.trainable_weights)]
         for a, b in zip(ours, grads_k):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_an_adam_member_that_diverges_is_frozen_with_its_moments(tmp_path):
+    """Adam's moments of a diverged member must not absorb its non-finite gradient, and its
+    weights must not move on (Adam would keep stepping on its old moments)."""
+    cfgs = configs((-1, 0, 0.01), (-2, 1, 1e30), extra=("optimizer=adam",))
+    members = [pop.Member(cfg, tmp_path / str(k)) for k, cfg in enumerate(cfgs)]
+    for member in members:
+        member.dataset = pop.data_lib.load(member.cfg.data, member.cfg.seed)
+    initial, _ = pop._initial_weights(members)
+    population = batched.Population(members, initial, groups=1)
+    x = [np.ones((32, members[0].dataset.num_features), np.float32)] * 2
+    y = [np.zeros(32, np.int32)] * 2
+    population.step(x, y, 0)
+    before = population.member_arrays(1)
+    population.freeze(1)
+    for step in range(1, 4):
+        population.step(x, y, step)
+    after = population.member_arrays(1)
+    assert set(after) >= {"kernel", "m_kernel", "v_kernel"}
+    for name, value in after.items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    assert not np.array_equal(population.member_arrays(0)["kernel"], initial[0]["kernel"])
 
 
 def test_a_diverging_member_leaves_the_others_bit_identical(tmp_path):
@@ -151,10 +175,11 @@ def test_a_sweep_mixing_shapes_is_split_into_populations(tmp_path):
     jobs = [job(0, "depth=4", "seed=0"), job(1, "depth=8", "seed=0"),
             job(2, "depth=4", "seed=1", "carry_bias=-5"), job(3, "model=plain_fc"),
             job(4, "depth=8", "optimizer.learning_rate=0.3"), job(5, "depth=16"),
-            job(6, "depth=4", "optimizer=adam"), job(7, "depth=0")]
+            job(6, "depth=4", "optimizer=adam"), job(7, "depth=0"),
+            job(8, "depth=4", "optimizer=adam", "seed=3"), job(9, "depth=4", "patience=2")]
     groups = [[j.index for j in group] for group in plan(jobs)]
-    assert groups[:2] == [[0, 2], [1, 4]]  # the populations, by shape
-    assert groups[2:] == [[3], [5], [6], [7]]  # plain net, a group of one, Adam, bad depth
+    assert groups[:3] == [[0, 2], [1, 4], [6, 8]]  # the populations, by shape and optimizer
+    assert groups[3:] == [[3], [5], [7], [9]]  # plain net, a group of one, bad depth, patience
 
 
 def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):

@@ -34,11 +34,10 @@ from omegaconf import OmegaConf
 from highway_study import catalog, record
 from highway_study import data as data_lib
 from highway_study.models import build_model, count_params
-from highway_study.models.lesion import SHUT
 from highway_study.nn import fast_stack
 from highway_study.training import GATE_BATCH, Interrupted, order, seed_everything, total_steps
+from highway_study.training.batched import OPTIMIZERS, Population
 from highway_study.training.curve import StepRecorder, resume_points
-from highway_study.training.optim import learning_rate
 from highway_study.training.recorder import TensorBoardPoints
 from highway_study.training.stepwise import summary_fields, val_subset_size
 
@@ -50,7 +49,6 @@ MEMBER_KEYS = frozenset({
     "tensorboard", "lesion_every", "optimized_metric", "tags",
 })
 CHECKPOINT_FILE = "checkpoint/population.npz"
-EVAL_BATCH = 1024
 
 
 def unsupported(cfg) -> str | None:
@@ -60,8 +58,8 @@ def unsupported(cfg) -> str | None:
         return f"model={cfg.model.name} (populations train fully connected highway nets)"
     if cfg.model.implementation != "scan":
         return f"model.implementation={cfg.model.implementation} (populations use scan)"
-    if cfg.optimizer.name not in ("sgd", "momentum"):
-        return f"optimizer={cfg.optimizer.name} (populations use sgd or momentum)"
+    if cfg.optimizer.name not in OPTIMIZERS:
+        return f"optimizer={cfg.optimizer.name} (populations use {', '.join(OPTIMIZERS)})"
     if cfg.patience is not None:
         return "patience (members would stop at different epochs)"
     return None
@@ -131,7 +129,7 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         member.dataset = loaded[key]
     initial, params = _initial_weights(members)
     start_epoch = _resume(members, initial)
-    population = _Population(members, initial, groups or fast_stack.default_streams(),
+    population = Population(members, initial, groups or fast_stack.default_streams(),
                              total_steps(first, len(members[0].dataset.x_train)))
     for k, member in enumerate(members):
         if not member.alive:  # diverged before the checkpoint it resumes from
@@ -197,207 +195,6 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         record.write_summary(member.run_dir, summary)
         _remove_checkpoint(member.run_dir)
     return summaries
-
-
-# -- the batched computation ------------------------------------------------------------
-
-
-class _Population:
-    """The members' weights and optimizer state, stacked, in `groups` independent parts."""
-
-    def __init__(self, members, initial, groups: int, total_steps: int | None = None):
-        cfg = members[0].cfg
-        self.activation = keras.activations.get(cfg.model.activation)
-        self.mean_loss = cfg.loss_reduction != "sum"
-        self.momentum_used = cfg.optimizer.name == "momentum"
-        count = len(members)
-        groups = max(1, min(groups, count))
-        bounds = np.linspace(0, count, groups + 1).round().astype(int)
-        self.slices = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        self.groups = [_Group([initial[k] for k in range(s.start, s.stop)],
-                              [members[k].cfg for k in range(s.start, s.stop)],
-                              self.momentum_used, total_steps) for s in self.slices]
-        self._step = tf.function(self._step_graph, reduce_retracing=True)
-        self._evaluate = tf.function(self._evaluate_graph, reduce_retracing=True)
-
-    def _locate(self, k: int):
-        for group, part in zip(self.groups, self.slices):
-            if part.start <= k < part.stop:
-                return group, k - part.start
-        raise IndexError(k)
-
-    def forward(self, group, x, training: bool):
-        h = self.activation(tf.matmul(x, group.w_in) + group.b_in)
-        h = fast_stack.highway_stack(h, group.kernel, group.bias, self.activation,
-                                     training=training, streams=1)
-        return tf.matmul(h, group.w_out) + group.b_out
-
-    def _step_graph(self, xs, ys, step):
-        losses, correct = [], []
-        for group, x, y in zip(self.groups, xs, ys):
-            with tf.GradientTape() as tape:
-                logits = self.forward(group, x, training=True)
-                xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                loss = tf.reduce_sum(xent, axis=1)
-                if self.mean_loss:
-                    loss = loss / tf.cast(tf.shape(y)[1], loss.dtype)
-                total = tf.reduce_sum(loss)  # members' gradients stay their own
-            grads = tape.gradient(total, group.variables)
-            group.apply(grads, tf.math.is_finite(loss), step)
-            losses.append(loss)
-            correct.append(tf.reduce_sum(tf.cast(
-                tf.argmax(logits, axis=-1, output_type=y.dtype) == y, tf.float32), axis=1))
-        return tf.concat(losses, 0), tf.concat(correct, 0)
-
-    def step(self, xs: list, ys: list, step: int = 0):
-        """Optimizer step `step` (0-based, what the schedule sees) of every member on its
-        batch; (losses, correct counts)."""
-        x_parts = [tf.constant(np.stack(xs[s])) for s in self.slices]
-        y_parts = [tf.constant(np.stack(ys[s])) for s in self.slices]
-        losses, correct = self._step(x_parts, y_parts, tf.constant(step, tf.int64))
-        return losses.numpy(), correct.numpy()
-
-    def learning_rates(self, step: int) -> np.ndarray:
-        """Every member's learning rate after `step` steps, as its optimizer reports it."""
-        return np.concatenate([
-            np.broadcast_to(np.asarray(group.lr if group.schedule is None
-                                       else group.schedule(step)), group.lr.shape)
-            for group in self.groups])
-
-    def freeze(self, k: int) -> None:
-        """Member k keeps its weights from now on (its loss was not finite)."""
-        group, i = self._locate(k)
-        group.frozen[i] = True
-        group.sync_frozen()
-
-    def _evaluate_graph(self, xs, ys):
-        sums, correct = [], []
-        for group, x, y in zip(self.groups, xs, ys):
-            logits = self.forward(group, x, training=False)
-            xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            sums.append(tf.reduce_sum(xent, axis=1))
-            correct.append(tf.reduce_sum(tf.cast(
-                tf.argmax(logits, axis=-1, output_type=y.dtype) == y, tf.float32), axis=1))
-        return tf.concat(sums, 0), tf.concat(correct, 0)
-
-    def evaluate(self, xs: list, ys: list) -> tuple[np.ndarray, np.ndarray]:
-        """(mean cross-entropy, accuracy) of every member on its own (x, y)."""
-        count = len(xs[0])
-        sums, correct = np.zeros(len(xs)), np.zeros(len(xs))
-        for begin in range(0, count, EVAL_BATCH):
-            chunk = slice(begin, begin + EVAL_BATCH)
-            s, c = self._evaluate(
-                [tf.constant(np.stack([x[chunk] for x in xs[p]])) for p in self.slices],
-                [tf.constant(np.stack([y[chunk] for y in ys[p]])) for p in self.slices])
-            sums += s.numpy()
-            correct += c.numpy()
-        return sums / count, correct / count
-
-    def gate_activity(self, xs: list) -> np.ndarray:
-        """[members, depth] mean transform-gate activity on each member's gate batch.
-
-        Member by member, with exactly a run alone's computation: a batched mean would sum
-        in an order that depends on the population's size, and a member's record would
-        then depend on who else trained beside it.
-        """
-        rows = []
-        for group, part in zip(self.groups, self.slices):
-            kernel, bias = group.kernel.numpy(), group.bias.numpy()
-            w_in, b_in = group.w_in.numpy(), group.b_in.numpy()
-            for i, x in enumerate(xs[part]):
-                h = self.activation(tf.matmul(x, w_in[i]) + b_in[i, 0])
-                rows.append(np.asarray(fast_stack.gate_means(
-                    h, tf.constant(kernel[:, i]), tf.constant(bias[:, i, 0]),
-                    self.activation)))
-        return np.stack(rows)
-
-    def shut_gate(self, layer: int):
-        """Force layer `layer`'s transform gate shut in every member; returns a restorer."""
-        saved = [group.bias[layer].numpy() for group in self.groups]
-        for group in self.groups:
-            width = group.bias.shape[-1] // 2
-            value = group.bias[layer].numpy()
-            value[..., width:] = SHUT
-            group.bias[layer].assign(value)
-
-        def restore():
-            for group, value in zip(self.groups, saved):
-                group.bias[layer].assign(value)
-
-        return restore
-
-    def member_arrays(self, k: int) -> dict:
-        group, i = self._locate(k)
-        return group.member_arrays(i)
-
-
-class _Group:
-    """Part of a population: its members' weights on a member axis, and their SGD state.
-
-    Layout: w_in [K, F, w], b_in [K, 1, w], kernel [depth, K, w, 2w], bias [depth, K, 1, 2w],
-    w_out [K, w, C], b_out [K, 1, C] (the bias axes of length 1 broadcast over the batch).
-    """
-
-    NAMES = ("w_in", "b_in", "kernel", "bias", "w_out", "b_out")
-    MEMBER_AXIS = {"w_in": 0, "b_in": 0, "kernel": 1, "bias": 1, "w_out": 0, "b_out": 0}
-
-    def __init__(self, initial: list[dict], configs, momentum_used: bool,
-                 total_steps: int | None = None):
-        for name in self.NAMES:
-            axis = self.MEMBER_AXIS[name]
-            setattr(self, name, tf.Variable(np.stack([w[name] for w in initial], axis=axis),
-                                            name=name))
-        self.variables = [getattr(self, name) for name in self.NAMES]
-        self.lr = tf.constant([float(c.optimizer.learning_rate) for c in configs], tf.float32)
-        # The members' rates as Keras's optimizer computes them at each step (the same
-        # schedule object, given all members' initial rates at once).
-        self.schedule = learning_rate(configs[0].optimizer.copy(), total_steps)
-        if not isinstance(self.schedule, keras.optimizers.schedules.LearningRateSchedule):
-            self.schedule = None
-        elif isinstance(self.schedule, keras.optimizers.schedules.CosineDecay):
-            self.schedule = keras.optimizers.schedules.CosineDecay(self.lr, total_steps)
-        self.momentum = tf.constant(float(configs[0].optimizer.momentum), tf.float32)
-        self.momentum_used = momentum_used
-        self.slots = [tf.Variable(np.stack([w.get(f"m_{name}", np.zeros_like(w[name]))
-                                            for w in initial], axis=self.MEMBER_AXIS[name]),
-                                  name=f"m_{name}") for name in self.NAMES] \
-            if momentum_used else []
-        self.frozen = np.zeros(len(configs), bool)
-        self._frozen = tf.Variable(self.frozen, trainable=False)
-
-    def apply(self, grads, finite, step):
-        """SGD (with momentum) per member, with Keras's SGD arithmetic; members whose loss is
-        not finite, or who diverged before, get no step (multiply_no_nan: their possibly
-        non-finite gradients times a zero learning rate give exactly 0)."""
-        moves = tf.logical_and(finite, tf.logical_not(self._frozen))
-        rate = self.lr if self.schedule is None else self.schedule(step)
-        lr = tf.where(moves, rate, 0.0)
-        for index, (var, grad) in enumerate(zip(self.variables, grads)):
-            delta = tf.math.multiply_no_nan(grad, self._broadcast(lr, var, self.NAMES[index]))
-            if self.momentum_used:  # accum = accum * momentum - delta; var += accum
-                tf.raw_ops.ResourceApplyKerasMomentum(
-                    var=var.handle, accum=self.slots[index].handle, lr=tf.constant(1.0),
-                    grad=delta, momentum=self.momentum)
-            else:
-                tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=tf.constant(1.0),
-                                                        delta=delta)
-
-    def _broadcast(self, values, var, name):
-        shape = [1] * len(var.shape)
-        shape[self.MEMBER_AXIS[name]] = -1
-        return tf.reshape(values, shape)
-
-    def sync_frozen(self):
-        self._frozen.assign(self.frozen)
-
-    def member_arrays(self, i: int) -> dict:
-        arrays = {}
-        for index, name in enumerate(self.NAMES):
-            arrays[name] = np.take(self.variables[index].numpy(), i, self.MEMBER_AXIS[name])
-            if self.momentum_used:
-                arrays[f"m_{name}"] = np.take(self.slots[index].numpy(), i,
-                                              self.MEMBER_AXIS[name])
-        return arrays
 
 
 # -- initial weights, resume, records ---------------------------------------------------
