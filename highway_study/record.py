@@ -90,6 +90,23 @@ class Summary:
     def finished(self) -> bool:
         return self.status in FINISHED
 
+    @property
+    def layers_used(self) -> int | None:
+        """How many highway layers the trained net uses (`layers_used`); None without gates."""
+        return layers_used(self.gate_activity) if self.gate_activity else None
+
+
+# A highway layer is "used" when its mean transform-gate value T, measured on held-out
+# examples at the end of training, is at least this: it then takes at least a tenth of its
+# output from its transform H(x) instead of carrying x through. Derived from gate_activity,
+# so every record that has gates (of any version) has it.
+USED_GATE = 0.1
+
+
+def layers_used(gate_activity) -> int:
+    """The number of layers whose mean transform-gate value is at least USED_GATE."""
+    return sum(1 for value in gate_activity if value is not None and value >= USED_GATE)
+
 
 def failed(config: dict, message: str, rows=()) -> Summary:
     """The record of a run that could not train (bad data, a crash): status failed."""

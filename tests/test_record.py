@@ -118,3 +118,10 @@ def test_metrics_lines_that_are_not_objects_are_skipped_by_record_and_analysis(t
     collection = collect([tmp_path])
     assert collection.runs["epochs_done"].tolist() == [2]
     assert collection.curves["epoch"].tolist() == [1, 2]
+
+
+def test_layers_used_counts_layers_whose_gate_transforms_at_least_the_stated_share():
+    assert record.layers_used([0.5, 0.1, 0.0999, 1e-9, None, 0.9]) == 3
+    summary = record.Summary(status="completed", config={}, gate_activity=[0.2, 0.01, 0.3])
+    assert summary.layers_used == 2
+    assert record.Summary(status="completed", config={}).layers_used is None  # no gates
