@@ -105,6 +105,9 @@ def documented_commands() -> list[Documented]:
         if shell:
             text = text.replace("$PAR", "hydra/launcher=joblib hydra.launcher.n_jobs=2")
             text = text.replace("$POP", "hydra/launcher=population")
+            # A loop's variable and a study's best setting, as the script fills them in.
+            text = text.replace("$depth", "50").replace(
+                "$best", "carry_bias=-2.5 optimizer.learning_rate=0.05")
             header = "\n".join(line for line in text.splitlines()[:12] if line.startswith("#"))
         for number, line, in_code, above in logical_lines(text):
             if shell:
@@ -304,3 +307,33 @@ def test_run_study_shows_each_step_and_stops_at_the_first_failure(tmp_path):
     times = (tmp_path / "outputs" / "study_logs" / "blog_baselines.times").read_text().split()
     assert times[0] == "start" and times[2] == "end" and times[-1] == "7"
     assert int(times[3]) >= int(times[1])
+
+
+@pytest.mark.parametrize("left", [0, 5])
+def test_run_study_runs_what_each_search_lacks_and_trains_the_best_setting(tmp_path, left):
+    """A stand-in python answers how many trials each Optuna study still lacks: none (every
+    search is skipped) or 5 (each search asks exactly those); Figure 2's net is then trained
+    with the best setting the study reports."""
+    (tmp_path / "docs" / "study").mkdir(parents=True)
+    shutil.copy(REPO / "docs" / "study" / "run_study.sh", tmp_path / "docs" / "study")
+    fake = tmp_path / "fake_python"
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> calls\n'
+                    'case "$*" in\n'
+                    f'  *"study_state"*" left "*) echo {left} ;;\n'
+                    '  *"study_state"*" best"*) echo "carry_bias=-3.5 optimizer.learning_rate=0.02" ;;\n'
+                    'esac\nexit 0\n')
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", "docs/study/run_study.sh"], cwd=tmp_path,
+                            env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    searches = [c for c in calls if "hparams_search=" in c]
+    if left == 0:
+        assert not searches
+        assert "step paper_lr_plain_fc_mnist_depth100: all 16 trials done" in result.stdout
+    else:
+        assert len(searches) == 8 and all(c.endswith("hydra.sweeper.n_trials=5")
+                                           for c in searches)
+    fig2 = [c for c in calls if "hydra.run.dir=outputs/experiments/paper_fig2" in c]
+    assert len(fig2) == 1 and "carry_bias=-3.5 optimizer.learning_rate=0.02" in fig2[0]

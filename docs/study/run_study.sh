@@ -11,6 +11,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
 POP="hydra/launcher=population"
+PAR="hydra/launcher=joblib hydra.launcher.n_jobs=2"   # for nets a population cannot hold
+STORAGE=${HIGHWAY_STUDY_OPTUNA_URL:-sqlite:///outputs/optuna.db}
 LOGS=outputs/study_logs
 mkdir -p "$LOGS"
 
@@ -27,6 +29,17 @@ step() {  # step NAME COMMAND...: run it, show and log its output, stop the stud
              "Rerun this script to resume: finished runs are skipped." >&2
         exit "$status"
     fi
+}
+
+search() {  # search STUDY TRIALS COMMAND...: run what the Optuna study still lacks of TRIALS
+    local study=$1 total=$2 left
+    shift 2
+    left=$($PY -m analysis.study_state "$STORAGE" "$study" left "$total") || exit 1
+    if [ "$left" -eq 0 ]; then
+        echo "== step $study: all $total trials done"
+        return
+    fi
+    step "$study" "$@" hydra.sweeper.n_trials="$left"
 }
 
 # 1. The blog's grid at its own protocol: depth x carry bias, 3 seeds, 5,000 SGD steps of
@@ -48,6 +61,30 @@ step softmax_baseline $PY -m highway_study -m model=softmax data=mnist setup=blo
 step blog_lesion $PY -m highway_study experiment=blog_depth_bias depth=50,100 \
     carry_bias=-2,-3,-5 seed=0,1,2 lesion_every=1 \
     hydra.sweep.dir=outputs/experiments/blog_lesion $POP
+
+# 5. A task that needs depth (data=tent, docs/study/needs_depth.md): the shallow baselines,
+#    plain and residual nets over depth, then the highway grid up to depth 200, all with 3
+#    seeds and 10,000 Adam steps; depths 500 and 1000 come last (step 9), as they cost most.
+step needs_depth_shallow $PY -m highway_study experiment=needs_depth_shallow $PAR
+step needs_depth_baselines $PY -m highway_study experiment=needs_depth_baselines $PAR
+step needs_depth $PY -m highway_study experiment=needs_depth depth=1,2,5,10,20,50,100,200 $POP
+
+# 6. The paper's Figure 1: plain (width 71) and highway (width 50) nets of depth 10, 20, 50
+#    and 100, SGD with momentum, each network's setting chosen by a TPE search of 16 trials.
+for depth in 10 20 50 100; do
+    search "paper_lr_plain_fc_mnist_depth$depth" 16 $PY -m highway_study \
+        hparams_search=paper_lr model=plain_fc depth=$depth
+    search "paper_lr_bias_highway_fc_mnist_depth$depth" 16 $PY -m highway_study \
+        hparams_search=paper_lr_bias model=highway_fc depth=$depth $POP
+done
+
+# 7. The paper's Figure 2 and section 4.2: the best 50-layer highway setting of step 6 trained
+#    to convergence (up to 40 epochs, stopping after 4 without a better validation
+#    accuracy), its gates measured and every layer lesioned.
+best=$($PY -m analysis.study_state "$STORAGE" paper_lr_bias_highway_fc_mnist_depth50 best) \
+    || exit 1
+step paper_fig2 $PY -m highway_study model=highway_fc data=mnist depth=50 $best \
+    epochs=40 patience=4 lesion_every=1 hydra.run.dir=outputs/experiments/paper_fig2
 
 echo "== $(date '+%H:%M:%S') every step finished; analyse with the commands in" \
      "docs/study/report.md (with their --out they overwrite the committed docs/study/ files)"
