@@ -384,3 +384,17 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
         assert row["new_member_steps_per_s"] == pytest.approx(3 * row["new_steps_per_s"])
         assert row["old_member_steps_per_s"] > 0
     assert saved["estimate"]["old_s"] > 0 and saved["estimate"]["new_s"] > 0
+
+
+def test_population_parts_times_every_part_of_a_deep_step(capsys):
+    from highway_study.bench import population_parts
+
+    assert population_parts.main(["--depth", "3", "--members", "2"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and not line.startswith("| part")]
+    assert len(rows) == 6
+    for row in rows:
+        ms, gflops = (float(cell) for cell in row.strip("|").split("|")[1:])
+        assert ms > 0 and gflops > 0
+    with pytest.raises(SystemExit):
+        population_parts.main(["--depth", "0"])

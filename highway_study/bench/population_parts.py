@@ -1,0 +1,91 @@
+"""Where a population's deep-stack step spends its time, part by part, on one core.
+
+    python -m highway_study.bench.population_parts [--depth 200] [--members 10]
+    XLA_FLAGS=--xla_cpu_use_xnnpack=true python -m highway_study.bench.population_parts
+
+Why: at depths 200-1000 a population is no faster per member than single runs, so the
+protocol's time is the speed of these parts. Each is timed alone (best of 5 calls, one
+TensorFlow thread, as each of a population's two groups runs on one core): the forward pass
+without and with keeping what the backward pass needs, the backward loop, and the kernel
+gradient; beside them NumPy (OpenBLAS, one thread) on the kernel gradient's batched matmul
+and on the forward's matmuls, as a reference of what the arithmetic can run at. GFLOP/s
+counts one [batch, w] @ [w, 2w] product per layer and member.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def _best_ms(fn, *args, repeats: int = 5) -> float:
+    import numpy as np
+
+    def run():
+        result = fn(*args)
+        for value in result if isinstance(result, (list, tuple)) else [result]:
+            np.asarray(value)
+
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e3
+
+
+def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[tuple]:
+    """[(part, milliseconds)] for one population step's stack at these sizes."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    import numpy as np
+    import tensorflow as tf
+
+    from highway_study.nn import fast_stack
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(members, batch, width)).astype("float32")
+    kernel = rng.normal(scale=0.1, size=(depth, members, width, 2 * width)).astype("float32")
+    bias = np.full((depth, members, 1, 2 * width), -2.0, "float32")
+    tx, tk, tb = map(tf.constant, (x, kernel, bias))
+    forward, forward_keep, backward, _ = fast_stack.compiled_functions(tf.nn.relu)
+    y, inputs, pres = forward_keep(tx, tk, tb)
+    _, dpres, _ = backward(y, inputs, pres, tk)
+    inputs_np, dpres_np = inputs.numpy(), dpres.numpy()
+
+    def numpy_forward_matmuls():
+        return [np.matmul(x, kernel[layer]) for layer in range(depth)][-1]
+
+    return [
+        ("forward (XLA)", _best_ms(forward, tx, tk, tb)),
+        ("forward keeping inputs and pre-activations (XLA)", _best_ms(forward_keep, tx, tk, tb)),
+        ("backward loop (XLA)", _best_ms(backward, y, inputs, pres, tk)),
+        ("kernel gradient (XLA batched matmul)", _best_ms(fast_stack.kernel_grad, inputs, dpres)),
+        ("kernel gradient (NumPy, one thread)",
+         _best_ms(lambda: np.matmul(inputs_np.transpose(0, 1, 3, 2), dpres_np))),
+        ("forward matmuls only (NumPy, one thread)", _best_ms(numpy_forward_matmuls)),
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[2].split(".")[0])
+    parser.add_argument("--depth", type=int, default=200)
+    parser.add_argument("--members", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.depth < 1 or args.members < 1:
+        parser.error(f"--depth and --members must be positive (got {args.depth}, "
+                     f"{args.members}).")
+    flops = 2 * 50 * 50 * 100 * args.depth * args.members
+    print(f"depth {args.depth}, {args.members} members, batch 50, width 50, one thread; "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print("| part | ms | GFLOP/s per layer product |\n|---|---|---|")
+    for part, ms in measure(args.depth, args.members):
+        print(f"| {part} | {ms:.3g} | {flops / ms / 1e6:.3g} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
