@@ -36,12 +36,17 @@ FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
 def _register_population_launcher() -> None:
     """Hydra finds launchers by walking the hydra_plugins namespace, which cannot see into
-    an editable install: register hydra/launcher=population's class by hand (a regular
+    an editable install: register the population launchers' classes by hand (a regular
     install is found by the walk, and registering twice is harmless)."""
     from hydra.core.plugins import Plugins
     from hydra_plugins.highway_study_population import PopulationLauncher
+    from hydra_plugins.highway_study_population.cluster import (
+        PopulationLocalLauncher,
+        PopulationSlurmLauncher,
+    )
 
-    Plugins.instance()._register(PopulationLauncher)
+    for launcher in (PopulationLauncher, PopulationSlurmLauncher, PopulationLocalLauncher):
+        Plugins.instance()._register(launcher)
 
 
 _register_population_launcher()

@@ -201,3 +201,22 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
         assert (run / ".hydra" / "config.yaml").exists() and len(record.read_metrics(run)) == 2
     multirun = json.loads(json.dumps(sorted(p.name for p in runs)))
     assert sum("model=highway_fc" in name for name in multirun) == 4
+
+
+def test_population_local_launcher_trains_each_group_as_one_submitit_task(tmp_path):
+    """hydra/launcher=population_slurm's path through submitit's local executor: two
+    highway nets are one task (one population), each plain net a task of its own; every
+    run gets its record."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "highway_study", "-m", *SMALL, "model=highway_fc,plain_fc",
+         "carry_bias=-1,-2", "hydra/launcher=population_local",
+         "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
+    assert len(summaries) == 4 and {s["status"] for s in summaries} == {"completed"}
+    tasks = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.name.isdigit()]
+    assert len(tasks) == 3  # one population of 2 highway nets, 2 plain nets alone
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.*"))
+    assert "training 2 runs as one population" in logs

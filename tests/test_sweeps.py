@@ -250,20 +250,24 @@ def test_submitit_local_launcher_runs_a_two_run_sweep(tmp_path):
     assert "sweep progress: 2/2 runs done, 0 failed, 0 diverged" in result.stdout + result.stderr
 
 
-def test_slurm_launcher_without_slurm_ends_in_one_sentence(tmp_path):
+@pytest.mark.parametrize("launcher", ["slurm", "population_slurm"])
+def test_slurm_launcher_without_slurm_ends_in_one_sentence(tmp_path, launcher):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": str(tmp_path)}  # no srun here
     result = subprocess.run([sys.executable, "-m", "highway_study", "-m", *FAST, "depth=1,2",
-                             "hydra/launcher=slurm", "hydra.sweep.dir=sweep"],
+                             f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "hydra/launcher=slurm needs Slurm, but srun and sbatch are not on this machine's PATH: "
+        f"hydra/launcher={launcher} needs Slurm, but srun and sbatch are not on this machine's PATH: "
         "start the sweep on a Slurm login node, or run it here with hydra/launcher=joblib "
         "(or submitit_local)."]
     assert not (tmp_path / "sweep").exists()  # nothing was launched
 
 
-def test_slurm_launcher_config_is_ready_to_use():
+@pytest.mark.parametrize("name, target", [
+    ("slurm", "submitit_launcher.SlurmLauncher"),
+    ("population_slurm", "highway_study_population.cluster.PopulationSlurmLauncher")])
+def test_slurm_launcher_config_is_ready_to_use(name, target, tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
     from conftest import REPO
@@ -271,10 +275,22 @@ def test_slurm_launcher_config_is_ready_to_use():
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["hydra/launcher=slurm"],
+        cfg = compose(config_name="config", overrides=[f"hydra/launcher={name}"],
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher._target_.endswith(target)
+    if name == "population_slurm":  # submitit takes every parameter (nothing is submitted)
+        (tmp_path / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it
+        (tmp_path / "srun").chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+        from hydra_plugins.highway_study_population.cluster import PopulationSlurmLauncher
+
+        params = {k: v for k, v in OmegaConf.to_container(launcher, resolve=False).items()
+                  if k not in ("_target_", "groups", "min_members")}
+        params.update(submitit_folder="unused/%j", name="job")
+        sbatch = PopulationSlurmLauncher(**params).executor()._executor._make_submission_file_text(
+            "python -m something", "uid")
+        assert "#SBATCH --cpus-per-task=4" in sbatch and "#SBATCH --time=720" in sbatch
     assert parallel.job_threads(launcher) == launcher.cpus_per_task
     assert launcher.max_num_timeout > 0  # requeued tasks resume from their checkpoint
 

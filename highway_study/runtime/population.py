@@ -41,11 +41,17 @@ class Job:
 
 def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
     """Run every job of one sweep batch; JobReturns in the order of `job_overrides`."""
+    return launch_indexed(launcher, [(list(overrides), initial_job_idx + i)
+                                     for i, overrides in enumerate(job_overrides)])
+
+
+def launch_indexed(launcher, indexed_overrides) -> list[JobReturn]:
+    """launch() for jobs given as (overrides, job index) pairs: what one cluster task of
+    `hydra/launcher=population_slurm` runs for its group."""
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-    jobs = [_job(launcher, list(overrides), initial_job_idx + i)
-            for i, overrides in enumerate(job_overrides)]
+    jobs = [_job(launcher, overrides, index) for overrides, index in indexed_overrides]
     returns: dict[int, JobReturn] = {}
     for members in plan(jobs, launcher.min_members):
         with contextlib.ExitStack() as locks:
@@ -57,6 +63,16 @@ def launch(launcher, job_overrides, initial_job_idx: int) -> list[JobReturn]:
         for job in busy + (members if objectives is None else []):
             returns[job.index] = _run(launcher, job, launcher.task_function)  # alone
     return [returns[job.index] for job in jobs]
+
+
+def job_groups(launcher, job_overrides, initial_job_idx: int) -> list[list[tuple]]:
+    """The sweep batch cut as launch() would train it: one list of (overrides, job index)
+    per population, and one per job that trains alone."""
+    jobs = [_job(launcher, list(overrides), initial_job_idx + i)
+            for i, overrides in enumerate(job_overrides)]
+    overrides = {initial_job_idx + i: list(o) for i, o in enumerate(job_overrides)}
+    return [[(overrides[job.index], job.index) for job in group]
+            for group in plan(jobs, launcher.min_members)]
 
 
 def _lock(members: list[Job], locks: contextlib.ExitStack) -> tuple[list[Job], list[Job]]:

@@ -26,7 +26,8 @@ SLURM_COMMANDS = ("srun", "sbatch")
 class SweepChecks(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         try:
-            check_launcher(config.hydra.launcher)
+            check_launcher(config.hydra.launcher,
+                           config.hydra.runtime.choices.get("hydra/launcher", "slurm"))
             check_study(config)
         except (LauncherUnavailable, StudyMismatch, StorageError) as error:
             print(error, file=sys.stderr)
@@ -37,13 +38,14 @@ class LauncherUnavailable(RuntimeError):
     """The chosen launcher cannot run on this machine; the message is one sentence."""
 
 
-def check_launcher(launcher) -> None:
+def check_launcher(launcher, choice: str = "slurm") -> None:
+    """A Slurm launcher (`slurm`, `population_slurm`, ...) needs Slurm's commands here."""
     target = str(launcher.get("_target_", ""))
     if target.endswith("SlurmLauncher"):
         missing = [name for name in SLURM_COMMANDS if shutil.which(name) is None]
         if missing:
             raise LauncherUnavailable(
-                f"hydra/launcher=slurm needs Slurm, but {' and '.join(missing)} "
+                f"hydra/launcher={choice} needs Slurm, but {' and '.join(missing)} "
                 f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH: start the "
                 "sweep on a Slurm login node, or run it here with hydra/launcher=joblib "
                 "(or submitit_local).")

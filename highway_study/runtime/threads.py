@@ -20,8 +20,8 @@ THREADS_ENV = "HIGHWAY_STUDY_THREADS"
 def job_threads(launcher_cfg) -> int | None:
     """Threads one job should use under this launcher config (None: leave TF's default).
 
-    $HIGHWAY_STUDY_THREADS wins; joblib jobs get cores // n_jobs; submitit jobs get
-    their cpus_per_task.
+    $HIGHWAY_STUDY_THREADS wins; joblib jobs get cores // n_jobs; submitit jobs (and the
+    population launchers' cluster tasks) get their cpus_per_task.
     """
     if os.environ.get(THREADS_ENV):
         value = os.environ[THREADS_ENV]
@@ -36,7 +36,8 @@ def job_threads(launcher_cfg) -> int | None:
         n_jobs = int(launcher_cfg.get("n_jobs") or -1)
         n_jobs = cores if n_jobs < 0 else min(n_jobs, cores)
         return max(1, cores // n_jobs)
-    if "submitit" in target and launcher_cfg.get("cpus_per_task"):
+    cluster = "submitit" in target or ".cluster.Population" in target
+    if cluster and launcher_cfg.get("cpus_per_task"):
         return int(launcher_cfg.cpus_per_task)
     return None
 

@@ -26,3 +26,4 @@ class PopulationLauncher(Launcher):
         from highway_study.runtime.population import launch
 
         return launch(self, job_overrides, initial_job_idx)
+
