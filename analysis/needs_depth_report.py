@@ -111,6 +111,7 @@ def write(study: Study, figures: dict, out: Path) -> str:
 
 
 def section(study: Study, figures: dict) -> str:
+    """The section's markdown: the definitions, then the five questions in order."""
     parts = [_header(study), _cells(study, figures), _families(study), _deep(study),
              _gates(study, figures), _mnist(study, figures)]
     return "\n\n".join(p.rstrip("\n") for p in parts)
@@ -256,8 +257,8 @@ def _gates(study: Study, figures: dict) -> str:
     if study.highway.empty:
         return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
     groups = nd.gate_groups(study.runs, study.gates)
-    rows = ["| cells of the grid | cells (runs) | depths | mean test accuracy | layers used | share of "
-            "depth used | mean T over layers | layers with T ≥ "
+    rows = ["| cells of the grid | cells (runs) | depths | mean test accuracy | layers used "
+            "| share of depth used | mean T over layers | layers with T ≥ "
             f"{record.USED_GATE:g} |", "|---|---|---|---|---|---|---|---|"]
     for _, g in groups.iterrows():
         rows.append(f"| {g['group']} | {g['cells']} ({g['runs']}) | {g['depths'] or '–'} | "
@@ -270,7 +271,8 @@ def _gates(study: Study, figures: dict) -> str:
                   "layers used (do not) |", "|---|---|---|---|---|"]
     for _, d in by_depth.iterrows():
         depth_rows.append(f"| {d['depth']} | {d['learning_cells']} of {d['cells']} | "
-                          f"{d['learning_biases'] or '–'} | {_number(d['layers_used_learners'])} | "
+                          f"{d['learning_biases'] or '–'} | "
+                          f"{_number(d['layers_used_learners'])} | "
                           f"{_number(d['layers_used_others'])} |")
     return "\n".join([head, "", "Completed highway runs, grouped by their cell's verdict "
                       "(every number is in `needs_depth_gates.csv`):", "", *rows, "",

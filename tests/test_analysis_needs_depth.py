@@ -256,9 +256,19 @@ def test_missing_parts_name_their_commands(analysed, tmp_path):
     assert section.count("experiment=needs_depth hydra/launcher=population") == 5
 
 
-def test_compare_without_tent_runs_ends_in_one_sentence(analysed, capsys):
+@pytest.mark.parametrize("folder, compare, words", [
+    ("blog_depth_bias", "blog_depth_bias", ["no data=tent run"]),
+    ("needs_depth", "nowhere.csv", ["nowhere.csv", "is not a readable runs.csv"]),
+    ("needs_depth", "nowhere", ["nowhere", "does not exist"]),
+    ("needs_depth", "needs_depth/carry_bias=-2,depth=2,seed=0/summary.json", ["summary.json"]),
+])
+def test_a_bad_compare_ends_in_one_sentence(analysed, tmp_path, capsys, folder, compare,
+                                           words):
     folders, _, _ = analysed
-    mnist = str(folders["blog_depth_bias"])
-    assert main([mnist, "--compare", mnist, "--out", str(folders["blog_depth_bias"] / "o")]) == 1
+    root = folders["needs_depth"].parent
+    assert main([str(root / folder), "--compare", str(root / compare),
+                 "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no data=tent run" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for word in words:
+        assert word in err
