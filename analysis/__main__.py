@@ -48,6 +48,7 @@ def main(argv=None) -> int:
 def analyse(folders, out: Path, args) -> str:
     """Collect, draw, write; return the one line that tells where everything went."""
     from analysis import plots, report, tables  # heavy imports only after the checks
+    from analysis import needs_depth_report
 
     collection = collect(folders, args.threshold, args.gate_threshold) if folders else None
     if collection is not None and args.where:
@@ -67,6 +68,11 @@ def analyse(folders, out: Path, args) -> str:
     drawers = _drawers(collection, optuna, args, plots, tables)
     if collection is not None:
         drawers.update(_step_drawers(collection, args, tables))
+    study = needs_depth_report.prepare(collection, args.compare)  # None without tent runs
+    if study is not None:
+        drawers.update(needs_depth_report.drawers(study))
+        if study.warning:
+            print(f"warning: --compare {args.compare}: {study.warning}", file=sys.stderr)
     figures_dir = out / "figures"
     try:
         figures_dir.mkdir(parents=True, exist_ok=True)
@@ -88,9 +94,13 @@ def analyse(folders, out: Path, args) -> str:
         return f"Analysed Optuna study {optuna[0]!r}: {out / 'report.md'}"
     collection.runs.to_csv(out / "runs.csv", index=False)
     report.write_report(collection, figures, out, optuna)
+    section = ""
+    if study is not None:
+        needs_depth_report.write(study, figures, out)
+        section = f", {out / needs_depth_report.SECTION_FILE}"
     skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
     return (f"Analysed {len(collection.runs)} runs{skipped}: {out / 'runs.csv'}, "
-            f"{len(figures)} figures in {figures_dir}, {out / 'report.md'}")
+            f"{len(figures)} figures in {figures_dir}, {out / 'report.md'}{section}")
 
 
 def _drawers(c, optuna, args, plots, tables) -> dict:
@@ -193,6 +203,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="analyse only the runs whose config has KEY=VALUE, e.g. "
                              "loss_reduction=sum (repeatable: all must hold)")
+    parser.add_argument("--compare", metavar="FOLDER",
+                        help="the MNIST depth x carry-bias grid (a sweep folder or its "
+                             "runs.csv) drawn beside the data=tent grid in needs_depth.md")
     return parser
 
 

@@ -121,3 +121,19 @@ def test_budgets_and_gate_run_options(analysed, tmp_path, capsys):
     assert main([str(sweep), "--out", str(out), "--gate-run", "nope"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--gate-run 'nope'" in err
+
+
+def test_tent_runs_stall_at_their_own_chance(tmp_path):
+    """A tent record carries the schema's data.num_classes (10), but tent has two classes:
+    a run at 52% from step 1000 on is stalled (chance 50%), not 42 points above chance."""
+    from analysis.collect import collect
+
+    run = tmp_path / "run"
+    write_run(run, "highway_fc", 2, -2, 0, [0.5, 0.52], 0.52, [0.1, 0.1])
+    summary = json.loads((run / "summary.json").read_text())
+    summary["config"]["data"].update(name="tent", num_classes=10)
+    (run / "summary.json").write_text(json.dumps(summary))
+    with open(run / "curve.jsonl", "w") as stream:
+        for step in range(0, 1300, 100):
+            stream.write(json.dumps({"step": step, "val_accuracy": 0.52}) + "\n")
+    assert bool(collect([tmp_path]).runs["stalled"].item()) is True

@@ -1,0 +1,408 @@
+"""The needs-depth section (needs_depth.md, also appended to report.md) and its CSV tables.
+
+Why it appears on its own rather than behind an option: whenever the runs analysed hold
+data=tent runs, the section is written, so `python -m analysis` on the three needs-depth
+sweeps answers the study's questions without a flag to remember. The MNIST grid it is
+compared with comes from `--compare FOLDER` (or a runs.csv) and is read as a collection of
+its own: given as one more FOLDER, its runs would share cells (model, depth, carry_bias)
+with the tent runs and every mean of report.md would mix the two tasks.
+
+A question whose runs are missing says so and names the command that makes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import needs_depth as nd
+from analysis.collect import AnalysisError, collect
+from analysis.select import pooled, pooled_warning
+from analysis.tables import percent
+from highway_study import catalog, record
+
+SECTION_FILE = "needs_depth.md"
+FIGURES = {"heatmaps": "needs_depth_heatmaps", "gates": "needs_depth_gates"}
+
+
+@dataclass
+class Study:
+    """The tent runs (with layers_used), their final gates, and the grid compared with."""
+
+    runs: pd.DataFrame
+    gates: pd.DataFrame
+    other: pd.DataFrame | None = None  # the --compare runs (MNIST), or None
+    other_name: str | None = None  # what --compare named
+    warning: str | None = None  # the --compare runs pool different settings
+
+    @property
+    def highway(self) -> pd.DataFrame:
+        return nd.family_runs(self.runs, "highway")
+
+
+def prepare(collection, compare=None) -> Study | None:
+    """The study of the collection's tent runs, or None when there is no collection or it
+    holds no tent run (then --compare has nothing to stand beside: refused in one sentence)."""
+    runs = nd.task_runs(collection.runs) if collection is not None else None
+    if runs is None or runs.empty:
+        if compare:
+            raise AnalysisError(f"--compare draws its grid beside the data={nd.TASK} grid, "
+                                f"and the runs analysed hold no data={nd.TASK} run.")
+        return None
+    gates = collection.gates[collection.gates["run"].isin(set(runs["run"]))]
+    study = Study(nd.with_layers_used(runs, gates), gates)
+    if compare:
+        study.other, study.warning = load_other(Path(compare))
+        study.other_name = str(compare)
+    return study
+
+
+def load_other(source: Path) -> tuple[pd.DataFrame, str | None]:
+    """(runs, pooled-settings warning or None) of a sweep folder, or of a runs.csv that
+    the analysis wrote (the committed grid of the first edition, for example)."""
+    if source.suffix == ".csv":
+        try:
+            runs = pd.read_csv(source)
+        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+            raise AnalysisError(f"--compare {str(source)!r} is not a readable runs.csv "
+                                f"({error}).") from None
+        wanted = {"model", "data", "depth", "carry_bias", "status", "test_accuracy", "run"}
+        if not wanted <= set(runs.columns):
+            raise AnalysisError(f"--compare {str(source)!r} lacks the runs.csv columns "
+                                f"{', '.join(sorted(wanted - set(runs.columns)))}.")
+        return runs.assign(family=runs["model"].map(catalog.family)), None
+    other = collect([source])
+    return other.runs, pooled_warning(pooled(other))
+
+
+def drawers(study: Study) -> dict:
+    """Figure name -> a function drawing it, for the figures the runs can fill."""
+    from analysis import needs_depth_plots
+
+    drawn = {}
+    if not study.highway.empty:
+        panels = [(f"{nd.TASK} (this study)", study.runs)]
+        if _beside(study):
+            panels.append((_other_title(study), study.other))
+        drawn[FIGURES["heatmaps"]] = lambda: needs_depth_plots.heatmaps(panels)
+    profile = nd.gate_profile(study.runs, study.gates)
+    if not profile.empty:
+        drawn[FIGURES["gates"]] = lambda: needs_depth_plots.gate_profiles(profile)
+    return drawn
+
+
+def write(study: Study, figures: dict, out: Path) -> str:
+    """Write needs_depth.md and the needs_depth_*.csv tables into `out`, append the section
+    to out/report.md when there is one; return the section."""
+    if not study.highway.empty:
+        nd.grid(study.runs).to_csv(out / "needs_depth_cells.csv", index=False)
+        nd.gate_groups(study.runs, study.gates).to_csv(out / "needs_depth_gates.csv",
+                                                       index=False)
+    nd.compare(study.runs).to_csv(out / "needs_depth_families.csv", index=False)
+    text = section(study, figures)
+    (out / SECTION_FILE).write_text(text + "\n", encoding="utf-8")
+    if (out / "report.md").exists():
+        with open(out / "report.md", "a", encoding="utf-8") as stream:
+            stream.write("\n" + text + "\n")
+    return text
+
+
+def section(study: Study, figures: dict) -> str:
+    """The section's markdown: the definitions, then the five questions in order."""
+    parts = [_header(study), _cells(study, figures), _families(study), _deep(study),
+             _gates(study, figures), _mnist(study, figures)]
+    return "\n\n".join(p.rstrip("\n") for p in parts)
+
+
+def _header(study: Study) -> str:
+    counts = study.runs["family"].value_counts()
+    found = ", ".join(f"{counts[f]} {f}" for f in catalog.FAMILIES if f in counts)
+    lines = [f"## A task that needs depth (data={nd.TASK})", "",
+             f"{len(study.runs)} runs on data={nd.TASK} ({found}). A cell (model, depth, carry "
+             f"bias) *learns* the task when the mean test accuracy of its seeds is at least "
+             f"{100 * nd.LEARNS:g}%, halfway from chance ({100 * nd.TASK_CHANCE:g}%) to "
+             f"perfect, and none of its seeds diverged. A layer is *used* when its mean "
+             f"transform gate T at the end of training is at least {record.USED_GATE:g} "
+             f"(`layers_used` of the run record). Numbers are means ± sd over seeds; every "
+             f"cell is in `needs_depth_cells.csv`."]
+    if study.warning:
+        lines += ["", f"**Warning (--compare {study.other_name}):** {study.warning}"]
+    return "\n".join(lines)
+
+
+def _cells(study: Study, figures: dict) -> str:
+    head = "### 1. Which depth x carry-bias cells learn the task?"
+    if study.highway.empty:
+        return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
+    cells = nd.grid(study.runs)
+    biases = sorted(cells["carry_bias"].unique())
+    rows = ["| depth | " + " | ".join(f"carry bias {b:g}" for b in biases) + " |",
+            "|---" * (len(biases) + 1) + "|"]
+    for depth, group in cells.groupby("depth"):
+        by_bias = {cell["carry_bias"]: _cell(cell) for _, cell in group.iterrows()}
+        rows.append(f"| {depth} | " + " | ".join(by_bias.get(b, "–") for b in biases) + " |")
+    learning = cells[cells["learns"] == True]  # noqa: E712
+    where = _by_bias(learning)
+    unknown = int(cells["learns"].isna().sum())
+    answer = (f"{len(learning)} of {len(cells)} cells learn the task"
+              + (f" ({where})" if where else "") + "."
+              + (f" {unknown} cells have no finished run yet." if unknown else ""))
+    if len(learning):
+        best = cells.loc[cells["mean"].idxmax()]
+        answer += (f" Best: depth {best['depth']}, carry bias {best['carry_bias']:g}, "
+                   f"{_percent(best)}.")
+    figure = ("The grid is drawn beside the MNIST grid under question 5." if
+              _beside(study) else _figure(figures, FIGURES["heatmaps"], "Tent grid"))
+    return "\n".join([head, "", answer, "", "Test accuracy per cell (bold: learns):", "",
+                      *rows, "", figure])
+
+
+def _families(study: Study) -> str:
+    head = "### 2. Residual and plain nets against highway nets of the same depth"
+    families = set(study.runs["family"])
+    if "highway" not in families:
+        return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
+    if not {"residual", "plain"} & families:
+        return _missing(head, f"no residual or plain runs on data={nd.TASK}",
+                        nd.COMMANDS["baselines"])
+    table = nd.compare(study.runs)
+    moderate = f"highway, carry bias {nd.MODERATE_BIAS:g}"
+    rows = [f"| depth | plain | residual | highway, best carry bias | {moderate} |",
+            "|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        best = _cell(_part(row, "highway_best"))
+        if not pd.isna(row["highway_best_carry_bias"]):
+            best += f" ({row['highway_best_carry_bias']:g})"
+        rows.append(f"| {row['depth']} | {_cell(_part(row, 'plain'))} | "
+                    f"{_cell(_part(row, 'residual'))} | {best} | "
+                    f"{_cell(_part(row, 'highway_moderate'))} |")
+    names = {"residual": "Residual nets", "highway_best": "highway nets at their best carry "
+             "bias", "highway_moderate": f"highway nets at carry bias {nd.MODERATE_BIAS:g}",
+             "plain": "plain nets"}
+    sentences = [f"{text} learn it at {_depths(table, name)}" for name, text in names.items()]
+    answer = "; ".join(sentences) + "."
+    both = table.dropna(subset=["residual_mean", "highway_best_mean"])
+    if len(both):
+        gaps = ", ".join(f"{_points(r['residual_mean'] - r['highway_best_mean'])} at depth "
+                         f"{r['depth']}" for _, r in both.iterrows())
+        answer += (f" Residual minus highway (best carry bias), in points of mean test "
+                   f"accuracy: {gaps}.")
+    lines = [head, "", answer, "", *rows, "", "Bold: the cell learns the task. "
+             "Every number is in `needs_depth_families.csv`."]
+    if "residual" not in families or "plain" not in families:
+        lost = "residual" if "residual" not in families else "plain"
+        lines += ["", _missing_line(f"no {lost} runs", nd.COMMANDS["baselines"])]
+    return "\n".join(lines)
+
+
+def _deep(study: Study) -> str:
+    depth, bias = nd.DEEP
+    head = (f"### 3. Is the {depth}-layer net at carry bias {bias:g} the shallow net in "
+            "disguise here too?")
+    answer = nd.deep_vs_shallow(study.runs)
+    if answer is None:
+        return _missing(head, f"no highway runs of depth {depth} at carry bias {bias:g}",
+                        nd.COMMANDS["highway"])
+    deep, shallow, softmax = answer["deep"], answer["shallow"], answer["softmax"]
+    used = answer["most_layers_used"]
+    layers = ("no gate record" if pd.isna(used) else
+              f"{_number(deep.get('layers_used'), deep.get('layers_used_sd'), deep['completed'])}"
+              f" of {depth} (at most {int(used)} in any seed)")
+    facts = [f"Depth {depth}, carry bias {bias:g}: {_percent(deep)} test accuracy "
+             f"({_verdict(deep)}); layers used: {layers}."]
+    if shallow is not None:
+        facts.append(f"The shallow net (one hidden layer): {_percent(shallow)} "
+                     f"({_verdict(shallow)}).")
+    if softmax is not None:
+        facts.append(f"Softmax regression: {_percent(softmax)} ({_verdict(softmax)}).")
+    lines = [head, "", " ".join(facts), ""]
+    if shallow is None:
+        return "\n".join(lines + [_missing_line("no shallow runs to compare with",
+                                                nd.COMMANDS["shallow"])])
+    return "\n".join(lines + [f"**{_deep_verdict(answer)}**"])
+
+
+def _deep_verdict(answer: dict) -> str:
+    """Whether the deep net behaves as the MNIST finding predicts (no layer used, and the
+    shallow net's verdict), and if not, which half of the prediction fails."""
+    deep, shallow, used = answer["deep"], answer["shallow"], answer["most_layers_used"]
+    if deep["learns"] is None or pd.isna(deep["learns"]):
+        return "Not measured yet: no run of this cell completed."
+    if pd.isna(used):
+        return "Not measured: its runs recorded no gate activity."
+    learns, shallow_learns = _yes(deep["learns"]), _yes(shallow["learns"])
+    if answer["prediction"]:
+        return ("As on MNIST: it uses none of its layers and does what the shallow net does, "
+                "so here too it is the shallow net in disguise.")
+    if answer["uses_no_layer"]:
+        return (f"Not as on MNIST: no layer's gate reaches {record.USED_GATE:g}, yet it "
+                + ("learns where the shallow net fails: gates below that do the work."
+                   if learns else "fails where the shallow net learns."))
+    if learns:
+        return ("Not as on MNIST: it uses its layers and learns the task"
+                + ("" if shallow_learns else ", which the shallow net does not")
+                + ": the depth is used.")
+    if shallow_learns:
+        return (f"Not as on MNIST: {int(used)} of its layers open their gates, yet it fails "
+                "where the shallow net learns.")
+    return (f"Partly as on MNIST: it fails like the shallow net, but up to {int(used)} of its "
+            "layers open their gates without making it learn.")
+
+
+def _gates(study: Study, figures: dict) -> str:
+    head = "### 4. Gates of the cells that learn and of those that do not"
+    if study.highway.empty:
+        return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
+    groups = nd.gate_groups(study.runs, study.gates)
+    rows = ["| cells of the grid | cells (runs) | depths | mean test accuracy | layers used "
+            "| share of depth used | mean T over layers | layers with T ≥ "
+            f"{record.USED_GATE:g} |", "|---|---|---|---|---|---|---|---|"]
+    for _, g in groups.iterrows():
+        rows.append(f"| {g['group']} | {g['cells']} ({g['runs']}) | {g['depths'] or '–'} | "
+                    f"{percent(g['test_accuracy'])} | "
+                    f"{_number(g['layers_used'], g['layers_used_sd'], g['runs'])} | "
+                    f"{percent(g['layers_used_share'])} | {_gate(g['mean_gate'])} | "
+                    f"{percent(g['share_of_layers_used'])} |")
+    by_depth = nd.gates_by_depth(study.runs)
+    depth_rows = ["| depth | cells that learn | their carry biases | layers used (learn) | "
+                  "layers used (do not) |", "|---|---|---|---|---|"]
+    for _, d in by_depth.iterrows():
+        depth_rows.append(f"| {d['depth']} | {d['learning_cells']} of {d['cells']} | "
+                          f"{d['learning_biases'] or '–'} | "
+                          f"{_number(d['layers_used_learners'])} | "
+                          f"{_number(d['layers_used_others'])} |")
+    return "\n".join([head, "", "Completed highway runs, grouped by their cell's verdict "
+                      "(every number is in `needs_depth_gates.csv`):", "", *rows, "",
+                      "Per depth (mean layers used over the runs of each group):", "",
+                      *depth_rows, "", _figure(figures, FIGURES["gates"], "Gates per layer")])
+
+
+def _mnist(study: Study, figures: dict) -> str:
+    head = "### 5. The tent grid beside the MNIST grid"
+    if study.highway.empty:
+        return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
+    if study.other is None:
+        return _missing(head, "no MNIST grid given (add `--compare "
+                              "outputs/experiments/blog_depth_bias`)", nd.COMMANDS["mnist"])
+    other = nd.family_runs(study.other, "highway")
+    if other.empty:
+        return _missing(head, f"`--compare {study.other_name}` holds no fully connected "
+                              "highway runs", nd.COMMANDS["mnist"])
+    both = nd.agreement(study.runs, study.other)
+    chance = nd.data_chance(study.other)
+    name = _other_data(study)
+    tally = {(a, b): both[(both["learns_task"] == a) & (both["learns_other"] == b)]
+             for a in (True, False) for b in (True, False)}
+    answer = (f"Of the {len(both)} depth x carry-bias cells both grids ran, "
+              f"{len(tally[(True, True)])} learn both tasks, {len(tally[(False, True)])} learn "
+              f"{name} only (mean test accuracy ≥ {100 * nd.learn_mark(chance):g}%, halfway "
+              f"from its chance {100 * chance:g}%), {len(tally[(True, False)])} learn "
+              f"{nd.TASK} only and {len(tally[(False, False)])} neither.")
+    for (task, other), what in (((False, True), f"{name} but not {nd.TASK}"),
+                                ((True, False), f"{nd.TASK} but not {name}")):
+        if len(tally[(task, other)]):
+            answer += f" Cells that learn {what}: {_by_bias(tally[(task, other)])}."
+    return "\n".join([head, "", answer, "", f"Left: {nd.TASK}; right: `{study.other_name}` "
+                      f"({name}). Each grid has its own colour scale, from its chance level.",
+                      "", _figure(figures, FIGURES["heatmaps"], "Tent grid beside the MNIST "
+                                                                "grid")])
+
+
+def _by_bias(cells: pd.DataFrame) -> str:
+    """'carry bias -20: depth 1, 2; carry bias -5: depth 100' for these cells."""
+    return "; ".join(f"carry bias {b:g}: depth {', '.join(str(d) for d in g['depth'])}"
+                     for b, g in cells.groupby("carry_bias"))
+
+
+def _beside(study: Study) -> bool:
+    """Whether the --compare runs give a highway grid to draw beside the tent grid."""
+    return study.other is not None and not nd.family_runs(study.other, "highway").empty
+
+
+def _other_title(study: Study) -> str:
+    return f"{_other_data(study)} ({Path(study.other_name).name})"
+
+
+def _other_data(study: Study) -> str:
+    names = sorted(study.other["data"].dropna().astype(str).unique())
+    return ", ".join(names) or "compared runs"
+
+
+def _part(row, prefix: str) -> dict:
+    """The cell `prefix` of a row of needs_depth.compare, as tables.cells names it."""
+    return {key: row.get(f"{prefix}_{key}") for key in ("mean", "sd", "completed",
+                                                        "diverged", "n", "learns")}
+
+
+def _depths(table: pd.DataFrame, prefix: str) -> str:
+    learning = table[table[f"{prefix}_learns"] == True]["depth"]  # noqa: E712
+    if table[f"{prefix}_mean"].isna().all() and table[f"{prefix}_n"].isna().all():
+        return "no depth (not run)"
+    return "depth " + ", ".join(str(d) for d in learning) if len(learning) else "no depth"
+
+
+def _cell(cell) -> str:
+    """Mean ± sd, bold when the cell learns; what happened when no run completed."""
+    if cell is None or pd.isna(cell.get("n")):
+        return "–"
+    if not cell["completed"]:
+        return f"no completed run ({int(cell['n'])})"
+    text = _percent(cell)
+    return f"**{text}**" if _yes(cell["learns"]) else text
+
+
+def _yes(verdict) -> bool:
+    """A verdict of needs_depth.learns read back from a table (True, False, None or NaN)."""
+    return verdict is not None and not pd.isna(verdict) and bool(verdict)
+
+
+def _percent(cell) -> str:
+    """Mean ± sd of the completed runs, and how many of the cell's runs did not complete."""
+    text = percent(cell["mean"], cell["sd"], int(cell["completed"]))
+    n, diverged = int(cell["n"]), int(cell["diverged"])
+    lost = n - int(cell["completed"]) - diverged  # failed or interrupted
+    notes = [f"{k} of {n} runs {what}" for k, what in ((diverged, "diverged"),
+                                                         (lost, "failed or unfinished")) if k]
+    return text + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _verdict(cell) -> str:
+    verdict = cell["learns"]
+    if verdict is None or pd.isna(verdict):
+        return "not measured"
+    return "learns" if verdict else "does not learn"
+
+
+def _number(mean, sd=math.nan, n=1) -> str:
+    if mean is None or pd.isna(mean):
+        return "–"
+    if n and n > 1 and sd is not None and not pd.isna(sd):
+        return f"{mean:.1f} ± {sd:.1f}"
+    return f"{mean:.1f}"
+
+
+def _gate(value) -> str:
+    return "–" if pd.isna(value) else f"{value:.2g}"
+
+
+def _points(difference: float) -> str:
+    text = f"{100 * difference:+.1f}"
+    return "+0.0" if text == "-0.0" else text
+
+
+def _missing_line(what: str, command: str) -> str:
+    return f"Not answered yet: {what}. Produce the runs with:\n\n    {command}\n"
+
+
+def _missing(head: str, what: str, command: str) -> str:
+    return f"{head}\n\n{_missing_line(what, command)}"
+
+
+def _figure(figures: dict, name: str, caption: str) -> str:
+    path = figures.get(name)
+    if path is None:
+        return ""
+    return f"[{caption}]({path})" if str(path).endswith(".pdf") else f"![{caption}]({path})"
