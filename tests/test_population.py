@@ -194,6 +194,9 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
     assert result.returncode == 0, output[-3000:]
     assert "training 4 runs as one population" in output
     assert "8/8 runs done, 0 failed" in output
+    assert "Nothing was trained" not in output  # the population's runs count as trained
+    progress = [json.loads(line) for line in (sweep / "progress.jsonl").read_text().splitlines()]
+    assert not [event for event in progress if event.get("skipped")]
     runs = sorted(p.parent for p in sweep.rglob("summary.json"))
     assert len(runs) == 8
     for run in runs:

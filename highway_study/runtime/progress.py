@@ -38,6 +38,7 @@ class SweepProgress(Callback):
 
     def __init__(self) -> None:
         self._summary_before = None  # summary.json's mtime when the current job started
+        self._sweep_started_ns = None  # when this sweep began (on_multirun_start)
         self._watcher = None
 
     def __getstate__(self) -> dict:  # launchers pickle the callbacks into each job
@@ -47,6 +48,7 @@ class SweepProgress(Callback):
         check_sweeper(config.hydra.sweeper)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        self._sweep_started_ns = time.time_ns()
         _append(sweep_dir, {"event": "start", "total": planned_runs(config), "time": time.time()})
         if "submitit" in str(config.hydra.launcher.get("_target_", "")):
             self._watcher = ProgressWatcher(sweep_dir)  # jobs log to .submitit/, not here
@@ -65,8 +67,14 @@ class SweepProgress(Callback):
         except (ValueError, OSError):  # a corrupt record counts as a failed run
             summary = None
         status = summary.status if summary is not None else "failed"
-        # Not written by this job: the run was finished before (skipped, or refused).
-        skipped = self._summary_before is not None and _mtime(run_dir) == self._summary_before
+        # Not written by this sweep: the run was finished before (skipped, or refused). A
+        # population launcher writes its members' records before their jobs "run", so the
+        # test is against the sweep's start, not the job's.
+        written = _mtime(run_dir)
+        if self._sweep_started_ns is not None:
+            skipped = written is not None and written < self._sweep_started_ns
+        else:
+            skipped = self._summary_before is not None and written == self._summary_before
         sweep_dir = Path(config.hydra.sweep.dir)
         _append(sweep_dir, {"event": "end", "run": run_dir.name, "status": status,
                             "skipped": skipped, "time": time.time()})
