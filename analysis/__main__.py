@@ -124,8 +124,10 @@ def _drawers(c, optuna, args, plots, tables) -> dict:
         lesions = lesions[tables.is_gated(lesions["model"])]
         if not lesions.empty:
             drawers["lesion"] = lambda: plots.lesion_figure(lesions)
-    if optuna is not None and not optuna[1].empty:
-        drawers["optuna"] = lambda: plots.optuna_trials(optuna[1], optuna[0])
+    if optuna is not None:
+        from analysis.optuna_figures import drawers as optuna_drawers
+
+        drawers.update(optuna_drawers(args.optuna, *optuna))
     return drawers
 
 

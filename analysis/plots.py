@@ -175,25 +175,6 @@ def lesion_figure(lesions: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def optuna_trials(trials: pd.DataFrame, study_name: str) -> plt.Figure:
-    """Optuna: trial values over depth and carry_bias (scatter, and best value per bin)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    points = left.scatter(trials["carry_bias"], trials["depth"], c=trials["value"],
-                          cmap="viridis", s=50, edgecolors="white", linewidths=0.5)
-    fig.colorbar(points, ax=left, label="trial value")
-    left.set(xlabel="carry_bias (initial b_T)", ylabel="depth (layers)",
-             title=f"Study {study_name!r}: {len(trials)} finished trials")
-    binned = trials.assign(depth_bin=_bins(trials["depth"]), bias_bin=_bins(trials["carry_bias"]))
-    best = binned.pivot_table(index="depth_bin", columns="bias_bin", values="value",
-                              aggfunc="max", observed=True)
-    sns.heatmap(best, ax=right, annot=True, fmt=".3f", cmap="viridis",
-                annot_kws={"fontsize": 7}, cbar_kws={"label": "best trial value"})
-    right.set(xlabel="carry_bias", ylabel="depth", title="Best trial value per bin")
-    right.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    return fig
-
-
 def spread(values: list, count: int) -> list:
     """Up to `count` values spread evenly over a sorted list (first and last included)."""
     if len(values) <= count:
@@ -283,12 +264,3 @@ def _bias_order(biases) -> list[str]:
 def _log_x_if_wide(ax, depths) -> None:
     if len(depths) and depths.max() / max(depths.min(), 1) >= 20:
         ax.set_xscale("log")
-
-
-def _bins(values: pd.Series, max_bins: int = 6) -> pd.Series:
-    """The values themselves when few, else equal-width intervals (for heatmap axes)."""
-    if values.nunique() <= max_bins:
-        return values
-    edges = np.linspace(values.min(), values.max(), max_bins + 1)
-    labels = [f"{lo:.3g} to {hi:.3g}" for lo, hi in zip(edges[:-1], edges[1:])]
-    return pd.cut(values, bins=edges, labels=labels, include_lowest=True)

@@ -340,19 +340,10 @@ def _curves(figures) -> str:
 
 
 def optuna_section(name, trials, figures) -> str:
-    head = f"## Optuna study `{name}`"
-    if trials.empty:
-        return f"{head}\n\nThe study has no finished trials yet."
-    best = trials.loc[trials["value"].idxmax()]
-    params = [c for c in trials.columns if c not in ("number", "value", "state")]
-    settings = ", ".join(f"{p} = {best[p]:g}" if isinstance(best[p], float) else f"{p} = {best[p]}"
-                         for p in params)
-    return "\n".join([
-        head, "",
-        f"{len(trials)} finished trials; best value {best['value']:.4f} (trial "
-        f"{int(best['number'])}: {settings}). All trials are in `optuna_trials.csv`.", "",
-        _figure(figures, "optuna", "Optuna trials"),
-    ])
+    """The Optuna study's section (analysis.optuna_report)."""
+    from analysis.optuna_report import section
+
+    return section(name, trials, figures).rstrip("\n")
 
 
 def _missing(head, what, command) -> str:

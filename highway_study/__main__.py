@@ -3,7 +3,8 @@
 The task function takes the run folder's lock (one process per folder), validates the
 config, hands the job to the runtime (skip, train or resume, and always a run record) and
 returns the objective the config names (`optimized_metric`, best validation accuracy by
-default; 0 for a diverged or failed run), so a sweep never crashes on one bad run.
+default; a list of values for a list of names; 0 for a diverged or failed run), so a sweep
+never crashes on one bad run.
 
 Hydra's own config errors (`depth=abc`, `model=resnet`, a malformed override) end, like our
 checks, in one sentence and exit code 2 (runtime.errors); set HYDRA_FULL_ERROR=1 to see
@@ -53,7 +54,7 @@ _register_population_launcher()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://highway_study.conf", config_name="config")
-def main(cfg) -> float:
+def main(cfg):
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -61,17 +62,17 @@ def main(cfg) -> float:
         with run_lock(run_dir):
             return _job(cfg, hydra_cfg, run_dir, multirun)
     except RunLocked as error:  # another live process works in this folder: touch nothing
-        return refuse(str(error), multirun, exit_code=1)
+        return refuse(str(error), multirun, exit_code=1, metric=cfg.optimized_metric)
 
 
-def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool) -> float:
+def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool):
     try:
         validate(cfg)
         threads = job_threads(hydra_cfg.launcher)  # a parallel job's share of the cores
     except ConfigError as error:
         message = f"Invalid config: {error}"
         record_failure(run_dir, cfg, message)
-        return refuse(message, multirun, exit_code=2)
+        return refuse(message, multirun, exit_code=2, metric=cfg.optimized_metric)
     limit_threads(threads)  # before TensorFlow's first op, which run_job brings
     return run_job(cfg, run_dir, multirun)
 

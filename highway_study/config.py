@@ -134,8 +134,10 @@ class Config:
     # same at every point); null = all of them. Best/final validation and test accuracy
     # always use the full sets.
     eval_examples: Optional[int] = 1000
-    # The summary field a sweep (grid or Optuna) maximises; 0 for runs that did not complete.
-    optimized_metric: str = "best_val_accuracy"
+    # What a sweep (grid or Optuna) maximises: one of record.OBJECTIVES, or a list of them
+    # (a multi-objective Optuna search; the task then returns one value per name, in order).
+    # 0 for runs that did not complete.
+    optimized_metric: Any = "best_val_accuracy"
     # Free-form tags copied into the run record (for example the experiment's name).
     tags: Any = field(default_factory=dict)
 
@@ -161,7 +163,10 @@ def validate(cfg) -> None:
     _no_unknown_keys(cfg)
     _choice("model.name", cfg.model.name, catalog.names())
     _choice("data.name", cfg.data.name, tuple(LOADERS))
-    _choice("optimized_metric", cfg.optimized_metric, record.OBJECTIVES)
+    try:
+        record.metric_names(cfg.optimized_metric)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     _choice("optimizer.name", cfg.optimizer.name, OPTIMIZER_NAMES)
     _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     _choice("loss_reduction", cfg.loss_reduction, LOSS_REDUCTIONS)

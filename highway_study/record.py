@@ -27,8 +27,12 @@ CURVE_FILE = "curve.jsonl"
 SUMMARY_FILE = "summary.json"
 STATUSES = ("completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # results: a rerun does not train them again
-# Summary fields a sweep may maximise (`optimized_metric` in the config).
-OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy")
+# What a sweep may maximise (`optimized_metric` in the config: one name or a list): summary
+# fields, and `layers_used` (see USED_GATE).
+OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy", "layers_used")
+# The Optuna study attribute naming its objectives in order (written by the search, read by
+# the analysis to name each value column).
+STUDY_OBJECTIVES_ATTR = "highway_study.objectives"
 
 
 class RecordError(ValueError):
@@ -149,6 +153,44 @@ def objective(summary: Summary, metric: str = "best_val_accuracy") -> float:
     if summary.status != "completed" or value is None or not math.isfinite(value):
         return 0.0
     return float(value)
+
+
+def objectives(summary: Summary | None, metric="best_val_accuracy"):
+    """What a sweep's task returns for `optimized_metric`: one float for one name, a list of
+    floats (in its order) for a list of names, the shape a one- or multi-objective Optuna
+    study expects. `summary` None (a run refused or broken before it had a record) scores 0
+    on every objective."""
+    empty = Summary(status="failed", config={})
+    names = metric_names(metric)
+    values = [objective(summary or empty, name) for name in names]
+    return values if is_list(metric) else values[0]
+
+
+def metric_names(metric) -> list[str]:
+    """`optimized_metric` as a list of names; ValueError (one sentence) for a name that is
+    not an objective, an empty list, a repeated name or a value that is not a name."""
+    names = list(metric) if is_list(metric) else [metric]
+    allowed = ", ".join(OBJECTIVES)
+    shown = repr(names) if is_list(metric) else repr(metric)
+    if not names:
+        raise ValueError(f"optimized_metric={shown} is not allowed: name at least one of "
+                         f"{allowed}.")
+    for name in names:
+        if not isinstance(name, str) or name not in OBJECTIVES:
+            holds = f" holds {name!r}, which" if is_list(metric) else ""
+            raise ValueError(f"optimized_metric={shown}{holds} is not allowed: use one of "
+                             f"{allowed}, or a list of them.")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"optimized_metric={shown} names {', '.join(repeated)} twice: name "
+                         "each objective once.")
+    return names
+
+
+def is_list(value) -> bool:
+    """A list of names (a Python list or tuple, or OmegaConf's ListConfig), not one name."""
+    return not isinstance(value, (str, bytes, dict)) and hasattr(value, "__iter__") \
+        and not hasattr(value, "keys")
 
 
 def flatten_config(config: dict, prefix: str = "") -> dict:

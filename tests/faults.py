@@ -64,9 +64,10 @@ for _what, _command, _outcome, _test in [
      "test_analysis_optuna.py::test_missing_database_is_not_created"),
     ("an Optuna study name that is not in the database", "`python -m analysis --optuna URL --study other`",
      "exit 1: the sentence lists the studies there", "test_analysis_optuna.py::test_unknown_study_name_lists_the_studies"),
-    ("an Optuna study that did not search depth and carry_bias", "`python -m analysis --optuna URL`",
+    ("an Optuna study that searched none of the parameters the analysis draws (carry_bias, "
+     "depth, learning rate, ...)", "`python -m analysis --optuna URL`",
      "exit 1 in one sentence naming its parameters",
-     "test_analysis_optuna.py::test_study_without_depth_and_carry_bias_is_refused"),
+     "test_analysis_optuna.py::test_study_of_unknown_parameters_is_refused"),
     ("conv settings out of range or on a dense model (`model.pool_after=[3]` at depth 3, "
      "`model.dropout=1.0`, `model.readout=mean`, non-square features, pooling on highway_fc)",
      "`python -m highway_study model=highway_conv model.dropout=1.0`", "exit 2 and one sentence",

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
+import re
+import warnings
 
+import matplotlib
+import matplotlib.pyplot as plt
 import optuna
 import pandas as pd
 import pytest
 
 from analysis.__main__ import main
+from analysis.optuna_figures import trials_figure
+from analysis.optuna_study import load_trials
+from highway_study import record
 
 
 @pytest.fixture()
@@ -57,10 +64,151 @@ def test_unknown_study_name_lists_the_studies(storage, tmp_path, capsys):
     assert "'other'" in err and "highway_search" in err
 
 
-def test_study_without_depth_and_carry_bias_is_refused(tmp_path, capsys):
+def test_study_of_unknown_parameters_is_refused(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'other.db'}"
     study = optuna.create_study(study_name="unrelated", storage=url)
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
     assert main(["--optuna", url, "--out", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
-    assert "did not search depth and carry_bias" in err and "x" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "searched none of the parameters this analysis draws (carry_bias, depth" in err
+    assert err.endswith("its parameters are x.")
+
+
+def per_depth_study(url, name="bias_lr_highway_fc_mnist_depth100", trials=10):
+    """A study as hparams_search=bias_lr_optuna leaves it: carry bias and learning rate only."""
+    study = optuna.create_study(study_name=name, storage=url, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    study.set_user_attr(record.STUDY_OBJECTIVES_ATTR, ["best_val_accuracy"])
+
+    def objective(trial):
+        bias = trial.suggest_float("carry_bias", -20.0, -1.0)
+        rate = trial.suggest_float("optimizer.learning_rate", 1e-4, 1.0, log=True)
+        return 0.9 - 0.01 * abs(bias + 4.0) - 0.05 * abs(math.log10(rate) + 2)
+
+    study.optimize(objective, n_trials=trials)
+    return study
+
+
+def pareto_study(url, named=True, trials=12):
+    """A study as hparams_search=pareto_optuna leaves it: accuracy and layers used."""
+    study = optuna.create_study(study_name="pareto_highway_fc_mnist_depth100", storage=url,
+                                directions=["maximize", "maximize"],
+                                sampler=optuna.samplers.RandomSampler(seed=2))
+    if named:
+        study.set_user_attr(record.STUDY_OBJECTIVES_ATTR, ["best_val_accuracy", "layers_used"])
+
+    def objective(trial):
+        bias = trial.suggest_float("carry_bias", -20.0, -1.0)
+        rate = trial.suggest_float("optimizer.learning_rate", 1e-4, 1.0, log=True)
+        accuracy = 0.99 - 0.003 * abs(bias + 10) - 0.01 * abs(math.log10(rate) + 2)
+        return accuracy, float(max(0, int(100 + 5 * bias)))  # a trade-off between the two
+
+    study.optimize(objective, n_trials=trials)
+    return study
+
+
+def test_a_per_depth_study_is_drawn_with_optunas_plots(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = per_depth_study(url)
+    out = tmp_path / "out"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        style = dict(matplotlib.rcParams)
+        assert main(["--optuna", url, "--out", str(out)]) == 0
+        assert dict(matplotlib.rcParams) == style  # Optuna's ggplot style stayed local
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+    figures = {path.stem for path in (out / "figures").iterdir()}
+    assert figures == {"optuna", "optuna_history", "optuna_importances", "optuna_slice"}
+    trials = pd.read_csv(out / "optuna_trials.csv")
+    assert len(trials) == 10 and "depth" not in trials
+    assert {"carry_bias", "optimizer.learning_rate", "value"} <= set(trials.columns)
+    report = (out / "report.md").read_text()
+    best = study.best_trial
+    assert (f"Best trial {best.number}: best value {best.value:.4f} (best val accuracy "
+            f"{100 * best.value:.2f}%), at carry_bias = {best.params['carry_bias']:.3g}, "
+            f"learning rate = {best.params['optimizer.learning_rate']:.3g}.") in report
+    assert "Parameter importances (a random forest's" in report and "carry_bias 0." in report
+    for name in figures:
+        assert f"(figures/{name}.png)" in report
+    capsys.readouterr()
+
+
+def test_the_trials_figure_has_a_log_learning_rate_axis_and_readable_bins(tmp_path):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    per_depth_study(url, trials=16)
+    name, trials = load_trials(url)
+    fig = trials_figure(trials, name)
+    scatter = fig.axes[0]
+    heatmap = next(ax for ax in fig.axes if ax.get_title() == "Best value per bin")
+    assert scatter.get_yscale() == "log" and scatter.get_ylabel() == "learning rate"
+    assert scatter.get_xlabel().startswith("carry_bias")
+    columns = [label.get_text() for label in heatmap.get_xticklabels()]
+    rows = [label.get_text() for label in heatmap.get_yticklabels()]
+    assert columns and all(re.fullmatch(r"-?\d+ to -?\d+", text) for text in columns), columns
+    assert rows and all(re.fullmatch(r"[\d.e-]+ to [\d.e-]+", text) for text in rows), rows
+    assert set(rows) <= {"0.0001 to 0.001", "0.001 to 0.01", "0.01 to 0.1", "0.1 to 1"}
+    plt.close(fig)
+
+
+def test_a_two_objective_study_gets_a_pareto_table_and_front(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = pareto_study(url)
+    out = tmp_path / "out"
+    assert main(["--optuna", url, "--out", str(out)]) == 0
+    trials = pd.read_csv(out / "optuna_trials.csv")
+    assert {"best_val_accuracy", "layers_used", "pareto_optimal"} <= set(trials.columns)
+    front = {t.number for t in study.best_trials}
+    assert set(trials.loc[trials["pareto_optimal"], "number"]) == front and len(front) >= 2
+    figures = {path.stem for path in (out / "figures").iterdir()}
+    assert {"optuna", "optuna_pareto", "optuna_history_best_val_accuracy",
+            "optuna_history_layers_used", "optuna_slice_layers_used",
+            "optuna_importances_best_val_accuracy"} <= figures
+    report = (out / "report.md").read_text()
+    assert "Best trial" not in report
+    assert f"{len(front)} Pareto-optimal trials (no other trial is as good" in report
+    header = "| trial | best val accuracy | layers used | carry_bias | learning rate |"
+    assert header in report
+    table = report.split(header, 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]
+    assert len(table) == len(front)
+    best = max(study.best_trials, key=lambda t: t.values[0])  # sorted by accuracy
+    assert table[0] == (f"| {best.number} | {100 * best.values[0]:.2f}% | {int(best.values[1])} "
+                        f"| {best.params['carry_bias']:.3g} | "
+                        f"{best.params['optimizer.learning_rate']:.3g} |")
+    assert "![Pareto front](figures/optuna_pareto.png)" in report
+    capsys.readouterr()
+
+
+def test_objectives_without_recorded_names_are_numbered(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    pareto_study(url, named=False, trials=4)
+    name, trials = load_trials(url)
+    assert trials.attrs["objectives"] == ["values_0", "values_1"]
+    assert {"values_0", "values_1", "pareto_optimal"} <= set(trials.columns)
+
+
+def test_a_tiny_study_skips_importances_and_says_so(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    pareto_study(url, trials=1)
+    out = tmp_path / "out"
+    assert main(["--optuna", url, "--out", str(out)]) == 0
+    figures = {path.stem for path in (out / "figures").iterdir()}
+    assert "optuna_pareto" in figures and not any("importances" in f for f in figures)
+    report = (out / "report.md").read_text()
+    assert ("Parameter importances are not drawn: they need at least 2 finished trials, the "
+            "study has 1.") in report
+    capsys.readouterr()
+
+
+def test_a_learning_rate_only_study_is_drawn(tmp_path, capsys):
+    """hparams_search=paper_lr for plain nets searches the learning rate alone."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="lr", storage=url, direction="maximize")
+    study.optimize(lambda t: 1 - abs(math.log10(t.suggest_float(
+        "optimizer.learning_rate", 1e-3, 1.0, log=True)) + 1), n_trials=5)
+    name, trials = load_trials(url)
+    fig = trials_figure(trials, name)
+    assert fig.axes[0].get_xscale() == "log"
+    plt.close(fig)
+    assert main(["--optuna", url, "--out", str(tmp_path / "out")]) == 0
+    capsys.readouterr()

@@ -77,6 +77,8 @@ NEW_BAD_VALUES = [
     ("patience=0", "patience=0", ">= 1"),
     ("model.streams=0", "model.streams=0", ">= 1"),
     ("optimized_metric=loss", "optimized_metric='loss'", "best_val_accuracy"),
+    ("optimized_metric=[best_val_accuracy,loss]",
+     "optimized_metric=['best_val_accuracy', 'loss'] holds 'loss'", "layers_used"),
     *NEW_BAD_VALUES,
     ("eval_every=-1", "eval_every=-1", ">= 0"),
     ("eval_examples=0", "eval_examples=0", ">= 1"),

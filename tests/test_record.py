@@ -88,6 +88,46 @@ def test_objective_refuses_a_metric_the_record_does_not_have():
         record.objective(record.Summary(status="completed", config={}), "loss")
 
 
+@pytest.mark.parametrize("status, expected", [("completed", 2.0), ("diverged", 0.0),
+                                              ("failed", 0.0)])
+def test_layers_used_is_an_objective_of_completed_runs(status, expected):
+    summary = record.Summary(status=status, config={}, gate_activity=[0.5, 0.09, 0.1, 1e-9])
+    assert record.objective(summary, "layers_used") == expected
+    gateless = record.Summary(status="completed", config={}, gate_activity=[])
+    assert record.objective(gateless, "layers_used") == 0.0
+
+
+def test_objectives_follow_the_shape_of_optimized_metric():
+    summary = record.Summary(status="completed", config={}, best_val_accuracy=0.8,
+                             test_accuracy=0.75, gate_activity=[0.2, 0.3, 0.01])
+    assert record.objectives(summary, "best_val_accuracy") == 0.8  # one name: one float
+    assert record.objectives(summary, ["best_val_accuracy", "layers_used"]) == [0.8, 2.0]
+    assert record.objectives(summary, ["layers_used", "test_accuracy"]) == [2.0, 0.75]
+    assert record.objectives(summary, ["test_accuracy"]) == [0.75]  # a list: a list
+    diverged = record.Summary(status="diverged", config={}, best_val_accuracy=0.3,
+                              gate_activity=[0.5])
+    assert record.objectives(diverged, ["best_val_accuracy", "layers_used"]) == [0.0, 0.0]
+    assert record.objectives(None, ["best_val_accuracy", "layers_used"]) == [0.0, 0.0]
+    assert record.objectives(None) == 0.0
+
+
+@pytest.mark.parametrize("metric, says", [
+    (["best_val_accuracy", "loss"], "optimized_metric=['best_val_accuracy', 'loss'] holds "
+                                    "'loss', which is not allowed: use one of "),
+    ("loss", "optimized_metric='loss' is not allowed: use one of "),
+    ([], "optimized_metric=[] is not allowed: name at least one of "),
+    (["layers_used", "layers_used"], "optimized_metric=['layers_used', 'layers_used'] "
+                                     "names layers_used twice"),
+])
+def test_objectives_refuse_bad_names_in_one_sentence(metric, says):
+    with pytest.raises(ValueError) as error:
+        record.objectives(record.Summary(status="completed", config={}), metric)
+    message = str(error.value)
+    assert message.startswith(says) and "\n" not in message
+    if "use one of" in says:
+        assert ", ".join(record.OBJECTIVES) in message
+
+
 @fault("summary.json's permissions", "any run, umask 022 (or 077)",
        "summary.json is 0644 (or 0600) like every other file the run writes, not always 0600")
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

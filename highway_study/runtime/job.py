@@ -38,14 +38,15 @@ class ConfigChanged(RuntimeError):
     the message is one sentence."""
 
 
-def run_job(cfg, run_dir: Path, multirun: bool) -> float:
-    """Train (or skip) the run `cfg` describes in `run_dir`; return its objective."""
+def run_job(cfg, run_dir: Path, multirun: bool):
+    """Train (or skip) the run `cfg` describes in `run_dir`; return its objective (a list of
+    them when `optimized_metric` is a list)."""
     from highway_study.training import Interrupted, train  # TensorFlow loads here
 
     try:  # a finished run in this folder (a rerun sweep) is not trained again
         recorded = recorded_objective(run_dir, cfg, multirun)
     except ConfigChanged as error:  # refuse without touching its record
-        return refuse(str(error), multirun, exit_code=1)
+        return refuse(str(error), multirun, exit_code=1, metric=cfg.optimized_metric)
     if recorded is not None:
         log.info("%s: already finished, not trained again", run_dir.name)
         return recorded
@@ -58,23 +59,24 @@ def run_job(cfg, run_dir: Path, multirun: bool) -> float:
             sys.exit(stop.exit_code)
         except USER_ERRORS as error:
             record_failure(run_dir, cfg, str(error))
-            return refuse(str(error), multirun, exit_code=1)
+            return refuse(str(error), multirun, exit_code=1, metric=cfg.optimized_metric)
         except Exception as error:  # noqa: BLE001 - one broken run must not end a sweep
             record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
             if not multirun:
                 raise
             log.exception("run failed; recorded as status failed")
-            return 0.0
+            return no_result(cfg.optimized_metric)
     if multirun:
         log.info("%s: %s, best val acc %s, %.0f s", run_dir.name, summary.status,
                  _pct(summary.best_val_accuracy), summary.wall_seconds)
     if stop():  # the signal came after the last epoch: the run is done, the sweep stops
         sys.exit(stop.exit_code)
-    return record.objective(summary, cfg.optimized_metric)
+    return record.objectives(summary, cfg.optimized_metric)
 
 
-def recorded_objective(run_dir, cfg, multirun: bool = True) -> float | None:
-    """The objective of the finished run in `run_dir`, or None when it has to be trained.
+def recorded_objective(run_dir, cfg, multirun: bool = True):
+    """The objective(s) of the finished run in `run_dir` (as record.objectives gives them),
+    or None when it has to be trained.
 
     Raises ConfigChanged when the folder's run (finished, or unfinished with epochs that a
     rerun would resume) used a different config, so that it is neither overwritten, nor
@@ -93,7 +95,7 @@ def recorded_objective(run_dir, cfg, multirun: bool = True) -> float | None:
                 f"{', '.join(changed)}: rerun into a new {folder_option} (or delete that "
                 "folder)."
             )
-        return record.objective(summary, cfg.optimized_metric)
+        return record.objectives(summary, cfg.optimized_metric)
     from highway_study.training import checkpoint  # TensorFlow loads here
 
     previous = checkpoint.saved_config(run_dir) or (summary.config if summary else None)
@@ -132,14 +134,24 @@ def _changed_keys(old: dict, new: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-def refuse(message: str, multirun: bool, exit_code: int) -> float:
-    """End a run on the user's mistake: in a sweep log it and score 0 so the sweep goes on;
-    alone, print the one sentence and exit with `exit_code` (no traceback)."""
+def refuse(message: str, multirun: bool, exit_code: int, metric="best_val_accuracy"):
+    """End a run on the user's mistake: in a sweep log it and score 0 on every objective of
+    `metric` so the sweep goes on; alone, print the one sentence and exit with `exit_code`
+    (no traceback)."""
     if multirun:
         log.error("%s", message)
-        return 0.0
+        return no_result(metric)
     print(message, file=sys.stderr)
     sys.exit(exit_code)
+
+
+def no_result(metric):
+    """0 on every objective `metric` names, in the shape the sweeper expects (a list for a
+    list of names, even one whose names are wrong: the sweep goes on either way)."""
+    try:
+        return record.objectives(None, metric)
+    except ValueError:
+        return [0.0] * len(metric) if record.is_list(metric) else 0.0
 
 
 def record_failure(run_dir: Path, cfg, message: str) -> None:

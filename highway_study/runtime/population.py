@@ -126,8 +126,9 @@ def _population_key(job: Job, population) -> tuple | None:
     return population.shape_key(cfg), population.saved_epoch(job.run_dir)
 
 
-def _train_population(members: list[Job], groups) -> list[float]:
-    """Train the members as one population; their objectives (0 for failures)."""
+def _train_population(members: list[Job], groups) -> list:
+    """Train the members as one population; their objectives (0 for failures), each a float
+    or a list of floats as `optimized_metric` says (record.objectives)."""
     from highway_study import record
     from highway_study.training import Interrupted
     from highway_study.training.population import train_population
@@ -149,15 +150,15 @@ def _train_population(members: list[Job], groups) -> list[float]:
             for cfg, run_dir in zip(configs, run_dirs):
                 job_lib.record_failure(run_dir, cfg, str(error))
             log.error("%s", error)
-            return [0.0] * len(members)
+            return [job_lib.no_result(cfg.optimized_metric) for cfg in configs]
         except Exception as error:  # noqa: BLE001 - one broken group must not end a sweep
             for cfg, run_dir in zip(configs, run_dirs):
                 job_lib.record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
             log.exception("population failed; its runs are recorded as status failed")
-            return [0.0] * len(members)
+            return [job_lib.no_result(cfg.optimized_metric) for cfg in configs]
     if stop():
         sys.exit(stop.exit_code)
-    return [record.objective(s, c.optimized_metric) for s, c in zip(summaries, configs)]
+    return [record.objectives(s, c.optimized_metric) for s, c in zip(summaries, configs)]
 
 
 def _job(launcher, overrides: list[str], index: int) -> Job:

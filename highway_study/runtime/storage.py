@@ -64,17 +64,20 @@ def optuna_storage(default_url: str = DEFAULT_URL, heartbeat_seconds: int = 60):
                                engine_kwargs=engine_kwargs)
 
 
-def create_study(study_name: str, direction: str = "maximize") -> None:
+def create_study(study_name: str, directions=("maximize",)) -> None:
     """Create the tables and the study once, before several workers start at the same moment
-    (two workers creating a fresh database at once can race on its tables)."""
+    (two workers creating a fresh database at once can race on its tables). `directions`:
+    one per objective, as the search's hydra.sweeper.direction gives them."""
     import optuna
 
-    optuna.create_study(study_name=study_name, storage=optuna_storage(), direction=direction,
-                        load_if_exists=True)
+    optuna.create_study(study_name=study_name, storage=optuna_storage(),
+                        directions=list(directions), load_if_exists=True)
 
 
 def main(argv=None) -> int:
-    """`python -m highway_study.storage STUDY_NAME`: create the study before workers start.
+    """`python -m highway_study.storage STUDY_NAME [DIRECTION ...]`: create the study before
+    workers start; a two-objective search (hparams_search=pareto_optuna) names its two
+    directions (`maximize maximize`), a one-objective study needs none.
 
     A URL that is not one, names no installed database driver, or reaches no database ends
     in one sentence (exit 2 for the URL, 1 for the database), without the password.
@@ -84,13 +87,15 @@ def main(argv=None) -> int:
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m highway_study.storage STUDY_NAME  (creates it in the "
-              f"database ${URL_ENV} names, default {DEFAULT_URL})", file=sys.stderr)
+    bad = [d for d in argv[1:] if d not in ("minimize", "maximize")]
+    if not argv or bad:
+        print("usage: python -m highway_study.storage STUDY_NAME [DIRECTION ...]  (creates it "
+              f"in the database ${URL_ENV} names, default {DEFAULT_URL}; each DIRECTION "
+              "minimize or maximize, one per objective, default maximize)", file=sys.stderr)
         return 2
     try:
         url = storage_url()
-        create_study(argv[0])
+        create_study(argv[0], argv[1:] or ("maximize",))
     except StorageError as error:
         print(error, file=sys.stderr)
         return 2

@@ -7,6 +7,11 @@ composed config without the searched keys and without keys that cannot change a 
 and its search space, as study user attributes; a later search that fixes anything else or
 searches another space is refused in one sentence, before any trial is asked for.
 
+A study's directions (one per objective) are fixed when it is made, so a search with other
+directions (a two-objective search into a one-objective study) is refused too, even before
+the study has trials; the study also records the names of its objectives
+(record.STUDY_OBJECTIVES_ATTR), in order, for the analysis.
+
 The default study name already says what is searched (conf/hparams_search/highway_optuna.yaml:
 `depth_bias_lr_<model>_<data>`), so the documented commands for digits and MNIST use two
 studies; the check catches everything the name does not spell out (setup, epochs, a
@@ -20,6 +25,8 @@ import json
 import logging
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+from highway_study import record
 
 log = logging.getLogger("highway_study.study")
 
@@ -89,11 +96,20 @@ def check_study(config) -> None:
     import optuna
 
     storage, where = _storage(sweeper.storage)
+    directions = _directions(sweeper.get("direction", "minimize"))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweeper says it once, later
     try:
         study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
-                                    directions=_directions(sweeper.get("direction", "minimize")))
+                                    directions=directions)
+    except ValueError:  # "Cannot overwrite study direction": it exists with other directions
+        study = optuna.load_study(study_name=name, storage=storage)
+        had = [d.name.lower() for d in study.directions]
+        raise StudyMismatch(
+            f"Optuna study {name!r} in {where} was made for {len(had)} objective"
+            f"{'s' if len(had) != 1 else ''} ({', '.join(had)}), but this search has "
+            f"{len(directions)} ({', '.join(directions)}): give this search its own study "
+            "with hydra.sweeper.study_name=NEW_NAME.") from None
     finally:
         optuna.logging.set_verbosity(verbosity)
     space = search_space(config)
@@ -118,6 +134,9 @@ def check_study(config) -> None:
                     "assuming they match this one.", name, trials)
     study.set_user_attr(CONFIG_ATTR, fixed)
     study.set_user_attr(SPACE_ATTR, space)
+    metric = config.get("optimized_metric", "best_val_accuracy")
+    study.set_user_attr(record.STUDY_OBJECTIVES_ATTR,
+                        list(metric) if record.is_list(metric) else [metric])
 
 
 def _storage(node):
@@ -137,7 +156,7 @@ def _storage(node):
 def _directions(direction) -> list[str]:
     values = list(direction) if isinstance(direction, (list, tuple)) or OmegaConf.is_list(
         direction) else [direction]
-    return [getattr(value, "name", str(value)) for value in values]
+    return [str(getattr(value, "name", value)).lower() for value in values]
 
 
 def _flatten(node, prefix: str = "") -> dict:
