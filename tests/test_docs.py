@@ -333,7 +333,7 @@ def test_run_study_runs_what_each_search_lacks_and_trains_the_best_setting(tmp_p
         assert not searches
         assert "step paper_lr_plain_fc_mnist_depth100: all 16 trials done" in result.stdout
     else:
-        assert len(searches) == 8 and all(c.endswith("hydra.sweeper.n_trials=5")
+        assert len(searches) == 12 and all(c.endswith("hydra.sweeper.n_trials=5")
                                            for c in searches)
     fig2 = [c for c in calls if "hydra.run.dir=outputs/experiments/paper_fig2" in c]
     assert len(fig2) == 1 and "carry_bias=-3.5 optimizer.learning_rate=0.02" in fig2[0]

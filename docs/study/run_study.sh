@@ -86,5 +86,24 @@ best=$($PY -m analysis.study_state "$STORAGE" paper_lr_bias_highway_fc_mnist_dep
 step paper_fig2 $PY -m highway_study model=highway_fc data=mnist depth=50 $best \
     epochs=40 patience=4 lesion_every=1 hydra.run.dir=outputs/experiments/paper_fig2
 
+# 8. Optuna per depth at the grid's setup (the blog's SGD, 5,000 steps): TPE over carry bias
+#    (-20..-1) and learning rate, 24 trials, 8 per batch trained as one population; then the
+#    two-objective search at depth 100 (validation accuracy and layers used).
+for depth in 20 100; do
+    search "bias_lr_highway_fc_mnist_depth$depth" 24 $PY -m highway_study \
+        hparams_search=bias_lr_optuna data=mnist setup=blog depth=$depth \
+        hydra.sweeper.n_jobs=8 hydra.sweep.dir=outputs/experiments/bias_lr_depth$depth $POP
+done
+search pareto_highway_fc_mnist_depth100 24 $PY -m highway_study hparams_search=pareto_optuna \
+    data=mnist setup=blog depth=100 hydra.sweeper.n_jobs=8 \
+    hydra.sweep.dir=outputs/experiments/pareto_depth100 $POP
+
+# 9. What costs most comes last: the depth-1000 search (16 trials) and the needs-depth grid's
+#    depths 500 and 1000.
+search bias_lr_highway_fc_mnist_depth1000 16 $PY -m highway_study hparams_search=bias_lr_optuna \
+    data=mnist setup=blog depth=1000 hydra.sweeper.n_jobs=8 \
+    hydra.sweep.dir=outputs/experiments/bias_lr_depth1000 $POP
+step needs_depth_deep $PY -m highway_study experiment=needs_depth depth=500,1000 $POP
+
 echo "== $(date '+%H:%M:%S') every step finished; analyse with the commands in" \
      "docs/study/report.md (with their --out they overwrite the committed docs/study/ files)"
