@@ -127,9 +127,10 @@ class PopulationCell:
         population_members = [pop.Member(cfg, None, dataset=fake) for cfg in configs]
         initial, _ = pop._initial_weights(population_members)
         from highway_study.nn import fast_stack
+        from highway_study.training.batched import Population
 
-        self.population = pop._Population(population_members, initial,
-                                          groups or fast_stack.default_streams())
+        self.population = Population(population_members, initial,
+                                     groups or fast_stack.default_streams())
         self.steps, self.members = steps, members
         self._run(2)
         self.build_first_step_s = time.perf_counter() - imported

@@ -43,9 +43,9 @@ def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[
     import tensorflow as tf
 
     from highway_study.nn import fast_stack
+    from highway_study.runtime.threads import limit_threads
 
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.config.threading.set_intra_op_parallelism_threads(1)
+    limit_threads(1)  # one core, as each of a population's groups (no-op if TF has started)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(members, batch, width)).astype("float32")
     kernel = rng.normal(scale=0.1, size=(depth, members, width, 2 * width)).astype("float32")
