@@ -8,7 +8,8 @@ protocol's time is the speed of these parts. Each is timed alone (best of 5 call
 TensorFlow thread, as each of a population's two groups runs on one core): the forward pass
 without and with keeping what the backward pass needs, the backward loop, and the kernel
 gradient; beside them NumPy (OpenBLAS, one thread) on the kernel gradient's batched matmul
-and on the forward's matmuls, as a reference of what the arithmetic can run at. GFLOP/s
+and on the forward's matmuls, as a reference of what the arithmetic can run at; and one optimizer
+step (SGD, momentum, Adam) of the stack's weights. GFLOP/s
 counts one [batch, w] @ [w, 2w] product per layer and member.
 """
 
@@ -59,6 +60,9 @@ def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[
     def numpy_forward_matmuls():
         return [np.matmul(x, kernel[layer]) for layer in range(depth)][-1]
 
+    updates = [(f"{name} update of the stack's kernel and bias",
+                _best_ms(_update(name, kernel, bias)))
+               for name in ("sgd", "momentum", "adam")]
     return [
         ("forward (XLA)", _best_ms(forward, tx, tk, tb)),
         ("forward keeping inputs and pre-activations (XLA)", _best_ms(forward_keep, tx, tk, tb)),
@@ -67,7 +71,30 @@ def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[
         ("kernel gradient (NumPy, one thread)",
          _best_ms(lambda: np.matmul(inputs_np.transpose(0, 1, 3, 2), dpres_np))),
         ("forward matmuls only (NumPy, one thread)", _best_ms(numpy_forward_matmuls)),
+        *updates,
     ]
+
+
+def _update(optimizer: str, kernel, bias):
+    """A call applying one optimizer step of `optimizer` to stacked weights of these
+    shapes (training.batched.Group.apply, all members moving)."""
+    import numpy as np
+    import tensorflow as tf
+    from omegaconf import OmegaConf
+
+    from highway_study.training.batched import Group
+
+    members = kernel.shape[1]
+    config = OmegaConf.create({"optimizer": {"name": optimizer, "learning_rate": 0.01,
+                                             "momentum": 0.9, "schedule": "constant"}})
+    small = {"w_in": np.zeros((1, 50), np.float32), "b_in": np.zeros((1, 50), np.float32),
+             "w_out": np.zeros((50, 10), np.float32), "b_out": np.zeros((1, 10), np.float32)}
+    initial = [{**small, "kernel": kernel[:, k], "bias": bias[:, k]} for k in range(members)]
+    group = Group(initial, [config] * members, optimizer)
+    grads = [tf.ones_like(variable) for variable in group.variables]
+    moving = tf.ones([members], tf.bool)
+    apply = tf.function(lambda step: group.apply(grads, moving, step))
+    return lambda: (apply(tf.constant(0, tf.int64)), group.kernel.value())[1]
 
 
 def main(argv=None) -> int:

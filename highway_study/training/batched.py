@@ -158,6 +158,21 @@ class Population:
         return group.member_arrays(i)
 
 
+@tf.function(jit_compile=True)
+def _adam_update(var, m, v, grad, alpha, gate):
+    """One Adam step of one weight for every member whose `gate` is on, as one fused XLA
+    loop over the weight (as separate TensorFlow ops, each pass over a deep stack's kernel
+    made the step much slower than SGD's; docs/populations.md)."""
+    beta_1, beta_2 = ADAM_BETA_1, ADAM_BETA_2
+    grad = tf.where(gate, grad, 0.0)
+    m_next = m + (grad - m) * (1 - beta_1)
+    v_next = v + (tf.square(grad) - v) * (1 - beta_2)
+    move = (m_next * alpha) / (tf.sqrt(v_next) + ADAM_EPSILON)
+    m.assign(tf.where(gate, m_next, m))
+    v.assign(tf.where(gate, v_next, v))
+    var.assign(tf.where(gate, var - move, var))
+
+
 class Group:
     """Part of a population: its members' weights on a member axis, and their optimizer state.
 
@@ -230,15 +245,8 @@ class Group:
         alpha = rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
         for index, (var, grad) in enumerate(zip(self.variables, grads)):
             name = self.NAMES[index]
-            m, v = self.slots["m"][index], self.slots["v"][index]
-            gate = self._broadcast(moves, var, name)
-            grad = tf.where(gate, grad, 0.0)
-            m_next = m + (grad - m) * (1 - beta_1)
-            v_next = v + (tf.square(grad) - v) * (1 - beta_2)
-            move = (m_next * self._broadcast(alpha, var, name)) / (tf.sqrt(v_next) + epsilon)
-            m.assign(tf.where(gate, m_next, m))
-            v.assign(tf.where(gate, v_next, v))
-            var.assign(tf.where(gate, var - move, var))
+            _adam_update(var, self.slots["m"][index], self.slots["v"][index], grad,
+                         self._broadcast(alpha, var, name), self._broadcast(moves, var, name))
 
     def _broadcast(self, values, var, name):
         shape = [1] * len(var.shape)
