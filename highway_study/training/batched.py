@@ -160,9 +160,9 @@ class Population:
 
 @tf.function(jit_compile=True)
 def _adam_update(var, m, v, grad, alpha, gate):
-    """One Adam step of one weight for every member whose `gate` is on, as one fused XLA
-    loop over the weight (as separate TensorFlow ops, each pass over a deep stack's kernel
-    made the step much slower than SGD's; docs/populations.md)."""
+    """One Adam step of one weight for every member whose `gate` is on, fused by XLA into
+    few passes over the weight: as separate TensorFlow ops, every op was a pass over a deep
+    stack's kernel (docs/benchmark.md)."""
     beta_1, beta_2 = ADAM_BETA_1, ADAM_BETA_2
     grad = tf.where(gate, grad, 0.0)
     m_next = m + (grad - m) * (1 - beta_1)
