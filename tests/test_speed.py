@@ -389,12 +389,41 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
 def test_population_parts_times_every_part_of_a_deep_step(capsys):
     from highway_study.bench import population_parts
 
-    assert population_parts.main(["--depth", "3", "--members", "2"]) == 0
+    assert population_parts.main(["--depth", "3", "--members", "2", "--segments", "0", "2"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines()
             if line.startswith("| ") and not line.startswith("| part")]
-    assert len(rows) == 9  # six parts of the step, three optimizers' updates
+    assert len(rows) == 11  # six parts of the step, three updates, two whole passes
     for row in rows:
         ms, gflops = (float(cell) for cell in row.strip("|").split("|")[1:])
         assert ms > 0 and gflops > 0
     with pytest.raises(SystemExit):
         population_parts.main(["--depth", "0"])
+
+
+@pytest.mark.parametrize("members, streams", [(None, 2), (3, 1)])
+def test_recomputed_segments_give_the_same_outputs_and_gradients(members, streams):
+    """Segments of 4 layers (the last one shorter) against keeping every layer: the same
+    forward output and gradients, for a run alone (two streams) and a population."""
+    from highway_study.nn import fast_stack
+
+    rng = np.random.default_rng(3)
+    depth, width, batch = 10, 6, 8
+    lead = () if members is None else (members,)
+    x = tf.constant(rng.normal(size=lead + (batch, width)).astype("f4"))
+    kernel = tf.constant(rng.normal(0, 0.4, (depth,) + lead + (width, 2 * width)).astype("f4"))
+    bias = tf.constant(rng.normal(-1, 0.5, (depth,) + lead + (1,) * len(lead)
+                                  + (2 * width,)).astype("f4"))
+
+    def run(segment):
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel, bias])
+            y = fast_stack.highway_stack(x, kernel, bias, tf.nn.relu, streams=streams,
+                                         segment=segment)
+            loss = tf.reduce_sum(tf.sin(y))
+        return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x, kernel, bias])]
+
+    for whole, segmented in zip(run(0), run(4)):
+        np.testing.assert_allclose(segmented, whole, rtol=1e-6, atol=1e-7)
+    assert fast_stack._segments(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert fast_stack.default_segment(fast_stack.SEGMENT_FROM_DEPTH - 1) == 0
+    assert fast_stack.default_segment(1000) == fast_stack.SEGMENT_LAYERS

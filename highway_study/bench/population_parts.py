@@ -9,7 +9,8 @@ TensorFlow thread, as each of a population's two groups runs on one core): the f
 without and with keeping what the backward pass needs, the backward loop, and the kernel
 gradient; beside them NumPy (OpenBLAS, one thread) on the kernel gradient's batched matmul
 and on the forward's matmuls, as a reference of what the arithmetic can run at; and one optimizer
-step (SGD, momentum, Adam) of the stack's weights. GFLOP/s
+step (SGD, momentum, Adam) of the stack's weights; and the whole stack's forward and
+backward pass as training runs it, per recompute segment (`--segments`). GFLOP/s
 counts one [batch, w] @ [w, 2w] product per layer and member.
 """
 
@@ -37,7 +38,8 @@ def _best_ms(fn, *args, repeats: int = 5) -> float:
     return best * 1e3
 
 
-def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[tuple]:
+def measure(depth: int, members: int, batch: int = 50, width: int = 50,
+            segments=(0, 50)) -> list[tuple]:
     """[(part, milliseconds)] for one population step's stack at these sizes."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy as np
@@ -63,6 +65,8 @@ def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[
     updates = [(f"{name} update of the stack's kernel and bias",
                 _best_ms(_update(name, kernel, bias)))
                for name in ("sgd", "momentum", "adam")]
+    whole = [(f"forward + backward, segment {count or 'none'} (highway_stack)",
+              _best_ms(_forward_backward(tx, tk, tb, count))) for count in segments]
     return [
         ("forward (XLA)", _best_ms(forward, tx, tk, tb)),
         ("forward keeping inputs and pre-activations (XLA)", _best_ms(forward_keep, tx, tk, tb)),
@@ -72,7 +76,26 @@ def measure(depth: int, members: int, batch: int = 50, width: int = 50) -> list[
          _best_ms(lambda: np.matmul(inputs_np.transpose(0, 1, 3, 2), dpres_np))),
         ("forward matmuls only (NumPy, one thread)", _best_ms(numpy_forward_matmuls)),
         *updates,
+        *whole,
     ]
+
+
+def _forward_backward(x, kernel, bias, segment: int):
+    """A call of the whole stack's training forward and backward pass, as training does."""
+    import tensorflow as tf
+
+    from highway_study.nn import fast_stack
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch([x, kernel, bias])
+            y = fast_stack.highway_stack(x, kernel, bias, tf.nn.relu, streams=1,
+                                         segment=segment)
+            loss = tf.reduce_sum(y * y)
+        return tape.gradient(loss, [x, kernel, bias])
+
+    return step
 
 
 def _update(optimizer: str, kernel, bias):
@@ -101,7 +124,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[2].split(".")[0])
     parser.add_argument("--depth", type=int, default=200)
     parser.add_argument("--members", type=int, default=10)
+    parser.add_argument("--segments", type=int, nargs="+", default=[0, 50],
+                        help="highway_stack's recompute segments to time whole (0: none)")
     args = parser.parse_args(argv)
+    if min(args.segments) < 0:
+        parser.error(f"--segments holds {min(args.segments)}: use 0 (none) or a positive "
+                     "number of layers.")
     if args.depth < 1 or args.members < 1:
         parser.error(f"--depth and --members must be positive (got {args.depth}, "
                      f"{args.members}).")
@@ -109,7 +137,7 @@ def main(argv=None) -> int:
     print(f"depth {args.depth}, {args.members} members, batch 50, width 50, one thread; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print("| part | ms | GFLOP/s per layer product |\n|---|---|---|")
-    for part, ms in measure(args.depth, args.members):
+    for part, ms in measure(args.depth, args.members, segments=args.segments):
         print(f"| {part} | {ms:.3g} | {flops / ms / 1e6:.3g} |")
     return 0
 

@@ -179,7 +179,7 @@ def default_streams() -> int:
 
 
 def highway_stack(x, kernel, bias, activation, training: bool = True,
-                  streams: int | None = None):
+                  streams: int | None = None, segment: int | None = None):
     """Apply the stacked highway layers to x [batch, width]; differentiable in all inputs.
 
     The same code trains a population of networks side by side (training.population):
@@ -192,31 +192,80 @@ def highway_stack(x, kernel, bias, activation, training: bool = True,
     threads, while one XLA loop keeps one core busy. Results equal the
     one-stream ones up to float rounding (the kernel gradient is a sum over slices).
     None: `default_streams()`.
+
+    `segment` (layers): the training forward pass keeps only every segment's input, and
+    the backward pass recomputes one segment's activations at a time before going through
+    it, so that what it reads stays small; one more forward pass in exchange for memory
+    traffic (docs/benchmark.md). None: `default_segment(depth)`; 0: keep every layer.
     """
     streams = streams or default_streams()
+    depth = kernel.shape[0]
+    segment = default_segment(depth) if segment is None else segment
     forward, forward_keep, backward, _ = compiled_functions(activation)
     if not training:
         return _concat([forward(part, kernel, bias) for part in split_batch(x, streams)])
+    bounds = _segments(depth, segment)
 
     @tf.custom_gradient
     def apply(x, kernel, bias):
         # stop_gradient: no tape may record the compiled loops themselves (TensorFlow would
         # then try to build its own gradient of them, which fails); `grad` is the gradient.
         x, kernel, bias = map(tf.stop_gradient, (x, kernel, bias))
-        kept = [forward_keep(part, kernel, bias) for part in split_batch(x, streams)]
+        parts = split_batch(x, streams)
+        if bounds is None:
+            kept = [forward_keep(part, kernel, bias) for part in parts]
+            outputs = [y for y, _, _ in kept]
+        else:
+            starts, outputs = [], []
+            for part in parts:
+                inputs = []
+                for begin, end in bounds:
+                    inputs.append(part)
+                    part = forward(part, kernel[begin:end], bias[begin:end])
+                starts.append(inputs)
+                outputs.append(part)
 
         def grad(dy):
             dxs, dkernels, dbiases = [], [], []
-            for dy_part, (_, inputs, pres) in zip(split_batch(dy, streams), kept):
-                dx, dpres, dbias = backward(dy_part, inputs, pres, kernel)
-                dxs.append(dx)
-                dkernels.append(kernel_grad(inputs, dpres))
-                dbiases.append(dbias)
+            for index, dy_part in enumerate(split_batch(dy, streams)):
+                if bounds is None:
+                    _, inputs, pres = kept[index]
+                    dx, dpres, dbias = backward(dy_part, inputs, pres, kernel)
+                    dkernels.append(kernel_grad(inputs, dpres))
+                    dbiases.append(dbias)
+                    dxs.append(dx)
+                    continue
+                pieces_k, pieces_b = [], []
+                for (begin, end), start in zip(reversed(bounds), reversed(starts[index])):
+                    k, b = kernel[begin:end], bias[begin:end]
+                    _, inputs, pres = forward_keep(start, k, b)
+                    dy_part, dpres, dbias = backward(dy_part, inputs, pres, k)
+                    pieces_k.append(kernel_grad(inputs, dpres))
+                    pieces_b.append(dbias)
+                dxs.append(dy_part)
+                dkernels.append(tf.concat(pieces_k[::-1], axis=0))
+                dbiases.append(tf.concat(pieces_b[::-1], axis=0))
             return _concat(dxs), tf.add_n(dkernels), tf.add_n(dbiases)
 
-        return _concat([y for y, _, _ in kept]), grad
+        return _concat(outputs), grad
 
     return apply(x, kernel, bias)
+
+
+SEGMENT_LAYERS = 50  # layers recomputed at a time in deep stacks (docs/benchmark.md)
+SEGMENT_FROM_DEPTH = 500  # shallower stacks measured as fast or faster keeping every layer
+
+
+def default_segment(depth: int) -> int:
+    """SEGMENT_LAYERS for stacks of SEGMENT_FROM_DEPTH layers or more, else 0 (none)."""
+    return SEGMENT_LAYERS if depth >= SEGMENT_FROM_DEPTH else 0
+
+
+def _segments(depth: int, segment: int) -> list[tuple[int, int]] | None:
+    """[(begin, end)] layer ranges of at most `segment` layers, or None for one whole."""
+    if segment <= 0 or segment >= depth:
+        return None
+    return [(begin, min(begin + segment, depth)) for begin in range(0, depth, segment)]
 
 
 def _concat(parts):

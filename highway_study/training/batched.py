@@ -238,7 +238,7 @@ class Group:
     def _adam(self, grads, moves, rate, step):
         """keras.optimizers.Adam's update_step (default betas, epsilon, no amsgrad), in its
         order of operations, with a learning rate per member."""
-        beta_1, beta_2, epsilon = ADAM_BETA_1, ADAM_BETA_2, ADAM_EPSILON
+        beta_1, beta_2 = ADAM_BETA_1, ADAM_BETA_2
         local_step = tf.cast(step + 1, tf.float32)
         beta_1_power = tf.pow(tf.constant(beta_1, tf.float32), local_step)
         beta_2_power = tf.pow(tf.constant(beta_2, tf.float32), local_step)
