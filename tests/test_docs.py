@@ -259,9 +259,10 @@ def test_every_option_the_pages_name_exists(page, section, options):
 
 
 def _speed_options() -> set[str]:
-    """Every option of the two speed tools, read from their --help."""
+    """Every option of the speed tools, read from their --help."""
     options = set()
-    for module in ("highway_study.benchmark", "highway_study.benchmark_stack"):
+    for module in ("highway_study.benchmark", "highway_study.benchmark_stack",
+                   "highway_study.benchmark_sweep", "highway_study.bench.population_parts"):
         result = subprocess.run([os.sys.executable, "-m", module, "--help"], capture_output=True,
                                 text=True, timeout=60, cwd=REPO)
         options |= set(re.findall(r"--[\w-]+", result.stdout))
