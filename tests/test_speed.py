@@ -372,7 +372,7 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     out = tmp_path / "sweep.json"
     result = subprocess.run(
         [sys.executable, "-m", "highway_study.benchmark_sweep", "--depths", "3",
-         "--members", "3", "--width", "6", "--steps", "2", "--windows", "1",
+         "--compare-groups", "1", "--members", "3", "--width", "6", "--steps", "2", "--windows", "1",
          "--protocol-steps", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -380,6 +380,8 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     assert "| 3 |" in result.stdout and "Estimated wall time of the protocol" in result.stdout
     saved = json.loads(out.read_text())
     assert [row["depth"] for row in saved["rows"]] == [3]
+    assert "population in 1 parts: member-steps/s" in result.stdout
+    assert saved["rows"][0]["groups_member_steps_per_s"]["1"] > 0
     for row in saved["rows"]:
         assert row["new_member_steps_per_s"] == pytest.approx(3 * row["new_steps_per_s"])
         assert row["old_member_steps_per_s"] > 0
@@ -427,3 +429,13 @@ def test_recomputed_segments_give_the_same_outputs_and_gradients(members, stream
     assert fast_stack._segments(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert fast_stack.default_segment(fast_stack.SEGMENT_FROM_DEPTH - 1) == 0
     assert fast_stack.default_segment(1000) == fast_stack.SEGMENT_LAYERS
+
+
+def test_deep_populations_are_cut_into_parts_of_about_two_members(monkeypatch):
+    from highway_study.nn import fast_stack
+    from highway_study.training import batched
+
+    monkeypatch.setattr(fast_stack, "default_streams", lambda: 2)
+    assert batched.default_groups(21, 20) == 2  # shallow: one part per core
+    assert batched.default_groups(21, 100) == 11 and batched.default_groups(21, 1000) == 11
+    assert batched.default_groups(3, 1000) == 2  # never fewer parts than cores

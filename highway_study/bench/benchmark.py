@@ -224,7 +224,7 @@ def require_positive(parser, args, numbers: list[str], lists: list[str]) -> None
     for key in lists:
         bad = [value for value in getattr(args, key) if value < 1]
         if bad:
-            parser.error(f"--{key} holds {bad[0]}: use integers >= 1.")
+            parser.error(f"--{key.replace('_', '-')} holds {bad[0]}: use integers >= 1.")
 
 
 def parse_args(argv=None):

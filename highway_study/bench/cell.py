@@ -126,11 +126,10 @@ class PopulationCell:
         fake = _Shapes()
         population_members = [pop.Member(cfg, None, dataset=fake) for cfg in configs]
         initial, _ = pop._initial_weights(population_members)
-        from highway_study.nn import fast_stack
-        from highway_study.training.batched import Population
+        from highway_study.training.batched import Population, default_groups
 
         self.population = Population(population_members, initial,
-                                     groups or fast_stack.default_streams())
+                                     groups or default_groups(members, depth))
         self.steps, self.members = steps, members
         self._run(2)
         self.build_first_step_s = time.perf_counter() - imported

@@ -35,13 +35,17 @@ def measure_depth(depth: int, args) -> dict:
     jobs = [CellProcess("scan", depth, args, threads=1) for _ in range(2)]
     population = CellProcess("population", depth, args, population=True,
                              members=args.members)
-    cells = jobs + [population]
+    # The same population cut into other numbers of parts, timed in the same windows.
+    others = [CellProcess("population", depth, args, population=True, members=args.members,
+                          groups=count) for count in args.compare_groups]
+    cells = jobs + [population] + others
     for _ in range(args.windows):
         for job in jobs:  # the two jobs work at the same time, as joblib's would
             job.send("window")
         for job in jobs:
             job.receive(job.record_window)
-        population.window()
+        for cell in [population] + others:
+            cell.window()
     rows = [cell.finish(0) for cell in cells]
     failed = [row["error"] for row in rows if "error" in row]
     result = {"depth": depth, "members": args.members}
@@ -56,6 +60,9 @@ def measure_depth(depth: int, args) -> dict:
         new_steps_per_s=rows[2]["steps_per_s"],
         new_build_first_step_s=rows[2]["build_first_step_s"],
         new_peak_rss_mb=rows[2]["peak_rss_mb"],
+        groups_member_steps_per_s={
+            str(count): (row.get("steps_per_s") or 0) * args.members
+            for count, row in zip(args.compare_groups, rows[3:])},
     )
     result["speedup"] = result["new_member_steps_per_s"] / result["old_member_steps_per_s"]
     return result
@@ -72,16 +79,21 @@ def protocol_estimate(rows: list[dict], runs_per_depth: int, steps: int) -> dict
 
 
 def markdown_table(rows: list[dict]) -> str:
+    compared = list(next((r.get("groups_member_steps_per_s", {}) for r in rows
+                          if "error" not in r), {}))
+    extra = "".join(f" population in {count} parts: member-steps/s |" for count in compared)
     lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
              f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
-             "run / population (s) |", "|---|---|---|---|---|"]
+             f"run / population (s) |{extra}", "|---|---|---|---|---|" + "---|" * len(compared)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['depth']} | {r['error']} | | | |")
+            lines.append(f"| {r['depth']} | {r['error']} | | | |" + " |" * len(compared))
             continue
+        others = "".join(f" {r['groups_member_steps_per_s'][c]:.0f} |" for c in compared)
         lines.append(f"| {r['depth']} | {r['old_member_steps_per_s']:.0f} | "
                      f"{r['new_member_steps_per_s']:.0f} | {r['speedup']:.2f}x | "
-                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} |")
+                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} |"
+                     f"{others}")
     return "\n".join(lines)
 
 
@@ -99,13 +111,16 @@ def parse_args(argv=None):
     parser.add_argument("--windows", type=int, default=3, help="timed windows (median)")
     parser.add_argument("--protocol-steps", type=int, default=5000,
                         help="training steps per run in the estimate (the blog's 5,000)")
+    parser.add_argument("--compare-groups", type=int, nargs="+", default=[], metavar="N",
+                        help="also time the population cut into N parts (default: the "
+                             "launcher's own choice, training.batched.default_groups)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--cell-timeout", type=float, default=1800,
                         help="seconds one cell may live (build and all its windows)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     require_positive(parser, args, ["members", "width", "batch_size", "steps", "windows",
-                                    "protocol_steps"], ["depths"])
+                                    "protocol_steps"], ["depths", "compare_groups"])
     return args
 
 

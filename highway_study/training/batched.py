@@ -158,6 +158,24 @@ class Population:
         return group.member_arrays(i)
 
 
+MEMBERS_PER_GROUP = 2  # in deep populations (docs/benchmark.md)
+SMALL_GROUPS_FROM_DEPTH = 100
+
+
+def default_groups(members: int, depth: int) -> int:
+    """How many independent parts a population is cut into when the launcher does not say.
+
+    Deep stacks (SMALL_GROUPS_FROM_DEPTH layers or more) run each member faster in parts of
+    about MEMBERS_PER_GROUP members, which TensorFlow schedules over the cores (what each
+    layer touches then stays in cache); shallower ones gain nothing from it and keep one
+    part per core (`fast_stack.default_streams()`).
+    """
+    per_core = fast_stack.default_streams()
+    if depth < SMALL_GROUPS_FROM_DEPTH:
+        return per_core
+    return max(per_core, -(-members // MEMBERS_PER_GROUP))
+
+
 @tf.function(jit_compile=True)
 def _adam_update(var, m, v, grad, alpha, gate):
     """One Adam step of one weight for every member whose `gate` is on, fused by XLA into

@@ -34,9 +34,8 @@ from omegaconf import OmegaConf
 from highway_study import catalog, record
 from highway_study import data as data_lib
 from highway_study.models import build_model, count_params
-from highway_study.nn import fast_stack
 from highway_study.training import GATE_BATCH, Interrupted, order, seed_everything, total_steps
-from highway_study.training.batched import OPTIMIZERS, Population
+from highway_study.training.batched import OPTIMIZERS, Population, default_groups
 from highway_study.training.curve import StepRecorder, resume_points
 from highway_study.training.recorder import TensorBoardPoints
 from highway_study.training.stepwise import summary_fields, val_subset_size
@@ -129,7 +128,7 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         member.dataset = loaded[key]
     initial, params = _initial_weights(members)
     start_epoch = _resume(members, initial)
-    population = Population(members, initial, groups or fast_stack.default_streams(),
+    population = Population(members, initial, groups or default_groups(len(members), first.depth),
                              total_steps(first, len(members[0].dataset.x_train)))
     for k, member in enumerate(members):
         if not member.alive:  # diverged before the checkpoint it resumes from
