@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis import needs_depth as nd
 from analysis.collect import AnalysisError, collect
+from analysis.markdown import figure_link
 from analysis.select import pooled, pooled_warning
 from analysis.tables import percent
 from highway_study import catalog, record
@@ -155,7 +156,7 @@ def _cells(study: Study, figures: dict) -> str:
         answer += (f" Best: depth {best['depth']}, carry bias {best['carry_bias']:g}, "
                    f"{_percent(best)}.")
     figure = ("The grid is drawn beside the MNIST grid under question 5." if
-              _beside(study) else _figure(figures, FIGURES["heatmaps"], "Tent grid"))
+              _beside(study) else figure_link(figures, FIGURES["heatmaps"], "Tent grid"))
     return "\n".join([head, "", answer, "", "Test accuracy per cell (bold: learns):", "",
                       *rows, "", figure])
 
@@ -277,7 +278,7 @@ def _gates(study: Study, figures: dict) -> str:
     return "\n".join([head, "", "Completed highway runs, grouped by their cell's verdict "
                       "(every number is in `needs_depth_gates.csv`):", "", *rows, "",
                       "Per depth (mean layers used over the runs of each group):", "",
-                      *depth_rows, "", _figure(figures, FIGURES["gates"], "Gates per layer")])
+                      *depth_rows, "", figure_link(figures, FIGURES["gates"], "Gates per layer")])
 
 
 def _mnist(study: Study, figures: dict) -> str:
@@ -307,7 +308,7 @@ def _mnist(study: Study, figures: dict) -> str:
             answer += f" Cells that learn {what}: {_by_bias(tally[(task, other)])}."
     return "\n".join([head, "", answer, "", f"Left: {nd.TASK}; right: `{study.other_name}` "
                       f"({name}). Each grid has its own colour scale, from its chance level.",
-                      "", _figure(figures, FIGURES["heatmaps"], "Tent grid beside the MNIST "
+                      "", figure_link(figures, FIGURES["heatmaps"], "Tent grid beside the MNIST "
                                                                 "grid")])
 
 
@@ -400,9 +401,3 @@ def _missing_line(what: str, command: str) -> str:
 def _missing(head: str, what: str, command: str) -> str:
     return f"{head}\n\n{_missing_line(what, command)}"
 
-
-def _figure(figures: dict, name: str, caption: str) -> str:
-    path = figures.get(name)
-    if path is None:
-        return ""
-    return f"[{caption}]({path})" if str(path).endswith(".pdf") else f"![{caption}]({path})"

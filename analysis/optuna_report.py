@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.markdown import figure_link
+
 NAMES = {"optimizer.learning_rate": "learning rate", "best_val_accuracy": "best val accuracy",
          "final_val_accuracy": "final val accuracy", "test_accuracy": "test accuracy",
          "layers_used": "layers used"}
@@ -27,7 +29,7 @@ def section(name: str, trials: pd.DataFrame, figures: dict) -> str:
     else:
         lines += _pareto(trials, columns, labels, params) + [""]
     lines += [_importances(trials, columns, labels), ""]
-    lines += [_figure(figures, key, caption) + "\n" for key, caption in _captions(figures)]
+    lines += [figure_link(figures, key, caption) + "\n" for key, caption in _captions(figures)]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -102,11 +104,3 @@ def number(value) -> str:
         return str(int(value))
     return f"{value:.3g}"
 
-
-def _figure(figures, name, caption) -> str:
-    path = figures.get(name)
-    if path is None:
-        return ""
-    if str(path).endswith(".pdf"):
-        return f"[{caption}]({path})"
-    return f"![{caption}]({path})"

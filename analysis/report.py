@@ -12,6 +12,7 @@ import pandas as pd
 
 from analysis import tables
 from analysis.collect import KEY_COLUMNS
+from analysis.markdown import figure_link
 from analysis.select import pooled, pooled_warning
 from analysis.tables import number, percent
 from highway_study import catalog, convergence
@@ -113,8 +114,8 @@ def _question_1(c, figures) -> str:
     if not shallow.empty:
         answer += f" The shallow net reaches {_cell(shallow.iloc[0])}."
     return "\n".join([head, "", answer, "", *rows, "",
-                      _figure(figures, "accuracy_vs_depth", "Figure 3"),
-                      _figure(figures, "accuracy_heatmap", "Figure 1")])
+                      figure_link(figures, "accuracy_vs_depth", "Figure 3"),
+                      figure_link(figures, "accuracy_heatmap", "Figure 1")])
 
 
 def _question_2(c, figures) -> str:
@@ -140,11 +141,11 @@ def _question_2(c, figures) -> str:
         note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
                 f"{100 * c.threshold:g}% at a point of its step-resolution curve "
                 f"(recomputed from curve.jsonl: {_eval_every(highway)}).")
-        figure = _figure(figures, "steps_heatmap", "Steps to threshold")
+        figure = figure_link(figures, "steps_heatmap", "Steps to threshold")
     else:
         note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
                 f"{100 * c.threshold:g}% within its epochs (recomputed from metrics.jsonl).")
-        figure = _figure(figures, "epochs_heatmap", "Figure 2")
+        figure = figure_link(figures, "epochs_heatmap", "Figure 2")
     return "\n".join([head, "", note, "", *rows, "", figure])
 
 
@@ -190,9 +191,9 @@ def _question_3(c, figures) -> str:
                    f"validation accuracy is never more than "
                    f"{100 * convergence.STALL_MARGIN:g} points above chance (runs shorter "
                    f"than that get no verdict).")
-        figure = _figure(figures, "steps_heatmap", "Steps to threshold")
+        figure = figure_link(figures, "steps_heatmap", "Steps to threshold")
     else:
-        figure = _figure(figures, "epochs_heatmap", "Figure 2")
+        figure = figure_link(figures, "epochs_heatmap", "Figure 2")
     return "\n".join([head, "", answer, "", *rows, "", figure])
 
 
@@ -216,8 +217,8 @@ def _question_4(c, figures) -> str:
             f"training exceeds {c.gate_threshold:g}. At initialisation T is about "
             f"sigmoid(carry_bias): {initial}.")
     return "\n".join([head, "", note, "", *rows, "",
-                      _figure(figures, "effective_depth", "Figure 5b"),
-                      _figure(figures, "gate_activity", "Figure 5a"), "",
+                      figure_link(figures, "effective_depth", "Figure 5b"),
+                      figure_link(figures, "gate_activity", "Figure 5a"), "",
                       _gate_dynamics(c, figures), _lesions(c, figures)])
 
 
@@ -235,11 +236,11 @@ def _gate_dynamics(c, figures) -> str:
         lines.append(f"- depth {depth}, carry_bias {bias:g} (T starts near {start:.2g}): "
                      f"gate shift {group['gate_shift'].mean():.2g}"
                      + (f" (mean of {len(group)} runs)" if len(group) > 1 else "") + ".")
-    lines += ["", _figure(figures, "gate_shift_heatmap", "Gate shift per cell")]
+    lines += ["", figure_link(figures, "gate_shift_heatmap", "Gate shift per cell")]
     if c.gate_run is not None and "gate_dynamics" in figures:
         lines += ["", f"Every layer's mean gate over training for run `{c.gate_run}` "
                       "(choose another with `--gate-run`):", "",
-                  _figure(figures, "gate_dynamics", "Gate dynamics")]
+                  figure_link(figures, "gate_dynamics", "Gate dynamics")]
     return "\n".join(lines) + "\n"
 
 
@@ -263,7 +264,7 @@ def _lesions(c, figures) -> str:
         lines.append(f"- carry_bias {bias:g}: largest drop {_points(top['accuracy_drop'])} "
                      f"points at layer {int(top['layer'])} (its T = {top['gate_activity']:.2f}); "
                      f"{big} of {len(group)} lesioned layers cost more than 1 point.")
-    return "\n".join(lines + ["", _figure(figures, "lesion", "Figure 6")])
+    return "\n".join(lines + ["", figure_link(figures, "lesion", "Figure 6")])
 
 
 def _step_resolution(c, figures) -> str:
@@ -298,9 +299,9 @@ def _step_resolution(c, figures) -> str:
             f"{100 * convergence.STALL_MARGIN:g} points above chance from step "
             f"{convergence.STALL_AFTER} on (– for runs shorter than that).")
     return "\n".join([head, "", note, "", *rows, "",
-                      _figure(figures, "steps_heatmap", "Steps to threshold"),
-                      _figure(figures, "budget_heatmaps", "Accuracy after step budgets"),
-                      _figure(figures, "step_curves", "Learning curves over steps")])
+                      figure_link(figures, "steps_heatmap", "Steps to threshold"),
+                      figure_link(figures, "budget_heatmaps", "Accuracy after step budgets"),
+                      figure_link(figures, "step_curves", "Learning curves over steps")])
 
 
 def _speed(runs) -> tuple[str, str, int]:
@@ -336,7 +337,7 @@ def _points(drop: float) -> str:
 def _curves(figures) -> str:
     if "learning_curves" not in figures:
         return ""
-    return "## Learning curves\n\n" + _figure(figures, "learning_curves", "Figure 4")
+    return "## Learning curves\n\n" + figure_link(figures, "learning_curves", "Figure 4")
 
 
 def optuna_section(name, trials, figures) -> str:
@@ -348,15 +349,6 @@ def optuna_section(name, trials, figures) -> str:
 
 def _missing(head, what, command) -> str:
     return f"{head}\n\nNot answered: {what}. Produce the runs with:\n\n    {command}\n"
-
-
-def _figure(figures, name, caption) -> str:
-    path = figures.get(name)
-    if path is None:
-        return ""
-    if str(path).endswith(".pdf"):
-        return f"[{caption}]({path})"
-    return f"![{caption}]({path})"
 
 
 def _cell(cell) -> str:

@@ -284,19 +284,25 @@ def test_pages_name_nothing_a_reader_does_not_have(page):
 
 # --- docs/study/run_study.sh -----------------------------------------------------------------
 
-def test_run_study_shows_each_step_and_stops_at_the_first_failure(tmp_path):
-    """A stand-in python records its calls and fails the third one: the script prints each
-    step and its output, logs it, and stops there with that step's status."""
+def run_study_with(tmp_path, fake_python: str) -> subprocess.CompletedProcess:
+    """docs/study/run_study.sh run in tmp_path with `fake_python` (a bash script) as $PYTHON."""
     (tmp_path / "docs" / "study").mkdir(parents=True)
     shutil.copy(REPO / "docs" / "study" / "run_study.sh", tmp_path / "docs" / "study")
     fake = tmp_path / "fake_python"
-    fake.write_text('#!/usr/bin/env bash\nn=$(( $(cat calls 2>/dev/null | wc -l) + 1 ))\n'
-                    'echo "$*" >> calls\necho "output of call $n"\n'
-                    '[ "$n" -eq 3 ] && { echo "call $n failed" >&2; exit 7; }\nexit 0\n')
+    fake.write_text(fake_python)
     fake.chmod(0o755)
-    result = subprocess.run(["bash", "docs/study/run_study.sh"], cwd=tmp_path,
-                            env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
-                            text=True, timeout=60)
+    return subprocess.run(["bash", "docs/study/run_study.sh"], cwd=tmp_path,
+                          env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_run_study_shows_each_step_and_stops_at_the_first_failure(tmp_path):
+    """A stand-in python records its calls and fails the third one: the script prints each
+    step and its output, logs it, and stops there with that step's status."""
+    result = run_study_with(
+        tmp_path, '#!/usr/bin/env bash\nn=$(( $(cat calls 2>/dev/null | wc -l) + 1 ))\n'
+                  'echo "$*" >> calls\necho "output of call $n"\n'
+                  '[ "$n" -eq 3 ] && { echo "call $n failed" >&2; exit 7; }\nexit 0\n')
     assert result.returncode == 7
     calls = (tmp_path / "calls").read_text().splitlines()
     assert len(calls) == 3  # nothing after the failed step
@@ -315,18 +321,11 @@ def test_run_study_runs_what_each_search_lacks_and_trains_the_best_setting(tmp_p
     """A stand-in python answers how many trials each Optuna study still lacks: none (every
     search is skipped) or 5 (each search asks exactly those); Figure 2's net is then trained
     with the best setting the study reports."""
-    (tmp_path / "docs" / "study").mkdir(parents=True)
-    shutil.copy(REPO / "docs" / "study" / "run_study.sh", tmp_path / "docs" / "study")
-    fake = tmp_path / "fake_python"
-    fake.write_text('#!/usr/bin/env bash\necho "$*" >> calls\n'
-                    'case "$*" in\n'
-                    f'  *"study_state"*" left "*) echo {left} ;;\n'
-                    '  *"study_state"*" best"*) echo "carry_bias=-3.5 optimizer.learning_rate=0.02" ;;\n'
-                    'esac\nexit 0\n')
-    fake.chmod(0o755)
-    result = subprocess.run(["bash", "docs/study/run_study.sh"], cwd=tmp_path,
-                            env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
-                            text=True, timeout=60)
+    result = run_study_with(
+        tmp_path, '#!/usr/bin/env bash\necho "$*" >> calls\ncase "$*" in\n'
+                  f'  *"study_state"*" left "*) echo {left} ;;\n'
+                  '  *"study_state"*" best"*) echo "carry_bias=-3.5 optimizer.learning_rate=0.02" ;;\n'
+                  'esac\nexit 0\n')
     assert result.returncode == 0, result.stderr
     calls = (tmp_path / "calls").read_text().splitlines()
     searches = [c for c in calls if "hparams_search=" in c]
