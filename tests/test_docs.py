@@ -284,14 +284,15 @@ def test_pages_name_nothing_a_reader_does_not_have(page):
 
 # --- docs/study/run_study.sh -----------------------------------------------------------------
 
-def run_study_with(tmp_path, fake_python: str) -> subprocess.CompletedProcess:
-    """docs/study/run_study.sh run in tmp_path with `fake_python` (a bash script) as $PYTHON."""
+def run_study_with(tmp_path, fake_python: str, *args: str) -> subprocess.CompletedProcess:
+    """docs/study/run_study.sh (with args) run in tmp_path with `fake_python` (a bash script)
+    as $PYTHON."""
     (tmp_path / "docs" / "study").mkdir(parents=True)
     shutil.copy(REPO / "docs" / "study" / "run_study.sh", tmp_path / "docs" / "study")
     fake = tmp_path / "fake_python"
     fake.write_text(fake_python)
     fake.chmod(0o755)
-    return subprocess.run(["bash", "docs/study/run_study.sh"], cwd=tmp_path,
+    return subprocess.run(["bash", "docs/study/run_study.sh", *args], cwd=tmp_path,
                           env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
                           text=True, timeout=60)
 
@@ -337,3 +338,33 @@ def test_run_study_runs_what_each_search_lacks_and_trains_the_best_setting(tmp_p
                                            for c in searches)
     fig2 = [c for c in calls if "hydra.run.dir=outputs/experiments/paper_fig2" in c]
     assert len(fig2) == 1 and "carry_bias=-3.5 optimizer.learning_rate=0.02" in fig2[0]
+
+
+RECORD_CALLS = '#!/usr/bin/env bash\necho "$*" >> calls\n[[ "$*" == *" left "* ]] && echo 16\nexit 0\n'
+
+
+def test_run_study_runs_only_the_chosen_steps_in_its_own_order(tmp_path):
+    """Step names given as shell patterns run those steps alone, in the script's order
+    (whatever order they were given in), searches and Figure 2 included."""
+    result = run_study_with(tmp_path, RECORD_CALLS, "paper_fig2", "needs_depth*", "blog_lesion")
+    assert result.returncode == 0, result.stderr
+    ran = re.findall(r"step (\w+): ", result.stdout)
+    assert ran == ["blog_lesion", "needs_depth_shallow", "needs_depth_baselines", "needs_depth",
+                   "paper_fig2", "needs_depth_deep"]
+    calls = (tmp_path / "calls").read_text()
+    assert "experiment=blog_depth_bias seed=0,1,2" not in calls and "hparams_search" not in calls
+    assert "every chosen step finished" in result.stdout
+
+
+def test_run_study_lists_its_steps_and_refuses_an_unknown_one_before_running_any(tmp_path):
+    listed = run_study_with(tmp_path, RECORD_CALLS, "--list")
+    assert listed.returncode == 0, listed.stderr
+    names = listed.stdout.split()
+    assert names[0] == "blog_depth_bias" and names[-1] == "needs_depth_deep"
+    assert "paper_lr_bias_highway_fc_mnist_depth50" in names and "paper_fig2" in names
+    assert not (tmp_path / "calls").exists()  # listing trains nothing
+
+    result = run_study_with(tmp_path / "typo", RECORD_CALLS, "blog_lesion", "needs_dpeth*")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "no step is named like 'needs_dpeth*'" in result.stderr
+    assert "blog_depth_bias" in result.stderr and not (tmp_path / "typo" / "calls").exists()

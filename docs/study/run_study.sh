@@ -2,7 +2,9 @@
 # The study, second edition, as it is run for docs/study/ (2-core CPU, no GPU). Every
 # command resumes: rerunning this script skips finished runs and continues unfinished ones
 # from their last checkpoint.
-# Usage (needs MNIST): HIGHWAY_STUDY_DATA=/path/to/data bash docs/study/run_study.sh
+# Usage (needs MNIST): HIGHWAY_STUDY_DATA=/path/to/data bash docs/study/run_study.sh [STEP ...]
+# With STEP names (shell patterns such as 'needs_depth*'), only the steps they name run, in
+# the script's order; `--list` prints every step's name.
 # Each step's output goes to the terminal and to outputs/study_logs/<step>.log, and each
 # attempt's start and end (Unix seconds) to outputs/study_logs/<step>.times, so a step's
 # wall time adds up over interruptions. The script stops at the first step that fails and
@@ -16,8 +18,27 @@ STORAGE=${HIGHWAY_STUDY_OPTUNA_URL:-sqlite:///outputs/optuna.db}
 LOGS=outputs/study_logs
 mkdir -p "$LOGS"
 
+PATTERNS=("$@")
+NAMES=()
+LISTING=0
+
+wanted() {  # wanted NAME: whether this call runs step NAME (while listing: note it, run nothing)
+    local pattern
+    if [ "$LISTING" -eq 1 ]; then
+        NAMES+=("$1")
+        return 1
+    fi
+    [ ${#PATTERNS[@]} -eq 0 ] && return 0
+    for pattern in "${PATTERNS[@]}"; do
+        # shellcheck disable=SC2053  # the pattern is a glob on purpose
+        [[ $1 == $pattern ]] && return 0
+    done
+    return 1
+}
+
 step() {  # step NAME COMMAND...: run it, show and log its output, stop the study if it fails
     local name=$1
+    wanted "$name" || return 0
     shift
     echo "== $(date '+%H:%M:%S') step $name: $* (log: $LOGS/$name.log)"
     echo "start $(date +%s)" >> "$LOGS/$name.times"
@@ -34,6 +55,7 @@ step() {  # step NAME COMMAND...: run it, show and log its output, stop the stud
 search() {  # search STUDY TRIALS COMMAND...: run what the Optuna study still lacks of TRIALS
     local study=$1 total=$2 left
     shift 2
+    wanted "$study" || return 0
     left=$($PY -m analysis.study_state "$STORAGE" "$study" left "$total") || exit 1
     if [ "$left" -eq 0 ]; then
         echo "== step $study: all $total trials done"
@@ -42,6 +64,7 @@ search() {  # search STUDY TRIALS COMMAND...: run what the Optuna study still la
     step "$study" "$@" hydra.sweeper.n_trials="$left"
 }
 
+study() {  # every step, in order (the body is not indented, to read as the protocol)
 # 1. The blog's grid at its own protocol: depth x carry bias, 3 seeds, 5,000 SGD steps of
 #    batch 50 (210 runs), each depth's 21 runs trained as one population.
 step blog_depth_bias $PY -m highway_study experiment=blog_depth_bias seed=0,1,2 $POP
@@ -81,10 +104,12 @@ done
 # 7. The paper's Figure 2 and section 4.2: the best 50-layer highway setting of step 6 trained
 #    to convergence (up to 40 epochs, stopping after 4 without a better validation
 #    accuracy), its gates measured and every layer lesioned.
-best=$($PY -m analysis.study_state "$STORAGE" paper_lr_bias_highway_fc_mnist_depth50 best) \
-    || exit 1
-step paper_fig2 $PY -m highway_study model=highway_fc data=mnist depth=50 $best \
-    epochs=40 patience=4 lesion_every=1 hydra.run.dir=outputs/experiments/paper_fig2
+if wanted paper_fig2; then
+    best=$($PY -m analysis.study_state "$STORAGE" paper_lr_bias_highway_fc_mnist_depth50 best) \
+        || exit 1
+    step paper_fig2 $PY -m highway_study model=highway_fc data=mnist depth=50 $best \
+        epochs=40 patience=4 lesion_every=1 hydra.run.dir=outputs/experiments/paper_fig2
+fi
 
 # 8. Optuna per depth at the grid's setup (the blog's SGD, 5,000 steps): TPE over carry bias
 #    (-20..-1) and learning rate, 24 trials, 8 per batch trained as one population; then the
@@ -104,6 +129,27 @@ search bias_lr_highway_fc_mnist_depth1000 16 $PY -m highway_study hparams_search
     data=mnist setup=blog depth=1000 hydra.sweeper.n_jobs=8 \
     hydra.sweep.dir=outputs/experiments/bias_lr_depth1000 $POP
 step needs_depth_deep $PY -m highway_study experiment=needs_depth depth=500,1000 $POP
+}
 
-echo "== $(date '+%H:%M:%S') every step finished; analyse with the commands in" \
+LISTING=1
+study
+LISTING=0
+if [ "${PATTERNS[0]:-}" = "--list" ]; then
+    printf '%s\n' "${NAMES[@]}"
+    exit 0
+fi
+for pattern in "${PATTERNS[@]}"; do
+    matched=0
+    for name in "${NAMES[@]}"; do
+        # shellcheck disable=SC2053
+        [[ $name == $pattern ]] && matched=1
+    done
+    if [ "$matched" -eq 0 ]; then
+        echo "run_study.sh: no step is named like '$pattern'; the steps are:" \
+             "${NAMES[*]} (bash docs/study/run_study.sh --list)" >&2
+        exit 2
+    fi
+done
+study
+echo "== $(date '+%H:%M:%S') every ${PATTERNS[0]:+chosen }step finished; analyse with the commands in" \
      "docs/study/report.md (with their --out they overwrite the committed docs/study/ files)"
