@@ -29,7 +29,7 @@ from highway_study.runtime.errors import describe
 from highway_study.runtime.job import record_failure, refuse, run_job
 from highway_study.runtime.lock import RunLocked, run_lock
 from highway_study.runtime.progress import SweepRefused
-from highway_study.runtime.threads import job_threads, limit_threads
+from highway_study.runtime.threads import job_threads, limit_threads, op_threads
 
 register_configs()
 FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
@@ -73,7 +73,8 @@ def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool):
         message = f"Invalid config: {error}"
         record_failure(run_dir, cfg, message)
         return refuse(message, multirun, exit_code=2, metric=cfg.optimized_metric)
-    limit_threads(threads)  # before TensorFlow's first op, which run_job brings
+    # before TensorFlow's first op, which run_job brings
+    limit_threads(threads, op_threads(hydra_cfg.launcher))
     return run_job(cfg, run_dir, multirun)
 
 

@@ -193,6 +193,7 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "training 4 runs as one population" in output
+    assert "TensorFlow threads in this job: 1 per op" in output  # parts side by side
     assert "8/8 runs done, 0 failed" in output
     assert "Nothing was trained" not in output  # the population's runs count as trained
     progress = [json.loads(line) for line in (sweep / "progress.jsonl").read_text().splitlines()]

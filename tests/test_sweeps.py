@@ -128,6 +128,17 @@ def test_joblib_jobs_share_the_cores(monkeypatch):
                                  "BasicLauncher"}) is None
     monkeypatch.setenv(parallel.THREADS_ENV, "3")
     assert parallel.job_threads({**joblib, "n_jobs": 2}) == 3
+    assert parallel.op_threads({**joblib, "n_jobs": 2}) is None  # as many as the job has
+
+
+def test_population_launchers_give_each_op_one_thread():
+    """A population's parts run side by side on the inter-op pool; each op gets one thread."""
+    for target in ("hydra_plugins.highway_study_population.PopulationLauncher",
+                   "hydra_plugins.highway_study_population.cluster.PopulationSlurmLauncher"):
+        assert parallel.op_threads({"_target_": target}) == parallel.POPULATION_OP_THREADS == 1
+    assert parallel.op_threads({"_target_": "hydra_plugins.hydra_submitit_launcher."
+                                "submitit_launcher.SlurmLauncher"}) is None
+    assert parallel.op_threads(None) is None
 
 
 # --- real sweeps ------------------------------------------------------------------------------
@@ -235,7 +246,8 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_workers(tmp_path):
     assert {summary(run)["status"] for run in runs.values()} == {"completed"}
     share = max(1, (os.cpu_count() or 1) // 2)
     for run in runs.values():  # each job used its share of the cores
-        assert f"TensorFlow uses {share} threads in this job" in (run / "__main__.log").read_text()
+        assert (f"TensorFlow threads in this job: {share} per op, {share} ops at once"
+                in (run / "__main__.log").read_text())
 
 
 def test_submitit_local_launcher_runs_a_two_run_sweep(tmp_path):

@@ -112,7 +112,9 @@ class PopulationCell:
 
     def __init__(self, depth: int, width: int, batch: int, steps: int, members: int,
                  groups: int | None = None, threads: int | None = None):
-        limit_threads(threads)
+        from highway_study.runtime.threads import POPULATION_OP_THREADS
+
+        limit_threads(threads, POPULATION_OP_THREADS)  # as the population launcher sets it
         import numpy as np
 
         from highway_study.training import population as pop
@@ -167,11 +169,11 @@ def blog_config(depth: int, width: int, batch: int, carry_bias: float, seed: int
     return cfg
 
 
-def limit_threads(threads: int | None) -> None:
-    """A joblib job's share of the cores, set before TensorFlow's first op."""
+def limit_threads(threads: int | None, per_op: int | None = None) -> None:
+    """A job's share of the cores, set before TensorFlow's first op."""
     from highway_study.runtime.threads import limit_threads as limit
 
-    limit(threads)
+    limit(threads, per_op)
 
 
 def _step_timer():

@@ -27,6 +27,7 @@ from highway_study.config import ConfigError, validate
 from highway_study.runtime import job as job_lib
 from highway_study.runtime.lock import RunLocked, run_lock
 from highway_study.runtime.signals import StopRequests
+from highway_study.runtime.threads import job_threads, limit_threads, op_threads
 
 log = logging.getLogger("highway_study")
 
@@ -50,6 +51,8 @@ def launch_indexed(launcher, indexed_overrides) -> list[JobReturn]:
     `hydra/launcher=population_slurm` runs for its group."""
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    launcher_cfg = launcher.config.hydra.launcher  # before TensorFlow's first op here
+    limit_threads(job_threads(launcher_cfg), op_threads(launcher_cfg))
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [_job(launcher, overrides, index) for overrides, index in indexed_overrides]
     returns: dict[int, JobReturn] = {}

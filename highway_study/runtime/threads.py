@@ -4,6 +4,11 @@ TensorFlow sizes its thread pools to all cores by default; with `hydra/launcher=
 hydra.launcher.n_jobs=N` that means N jobs each running `cores` threads, which mostly fight.
 TensorFlow fixes its pool sizes when its runtime starts, so this must run before the first
 op of a process; joblib reuses worker processes, where later jobs keep the same (right) sizes.
+
+A population (`hydra/launcher=population` and its cluster variants) runs its independent
+parts side by side on the inter-op pool, so each op gets one thread
+(POPULATION_OP_THREADS): ops that also spread over the cores made the parts wait for each
+other (docs/benchmark.md, "Populations in smaller parts").
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from highway_study.config import ConfigError
 
 log = logging.getLogger("highway_study")
 THREADS_ENV = "HIGHWAY_STUDY_THREADS"
+POPULATION_OP_THREADS = 1  # threads per op in a population's process
 
 
 def job_threads(launcher_cfg) -> int | None:
@@ -42,16 +48,29 @@ def job_threads(launcher_cfg) -> int | None:
     return None
 
 
-def limit_threads(threads: int | None) -> None:
-    """Size TensorFlow's intra- and inter-op pools (no-op once its runtime has started)."""
-    if threads is None:
+def op_threads(launcher_cfg) -> int | None:
+    """Threads one op may use under this launcher config (None: as many as the job has):
+    POPULATION_OP_THREADS under the population launchers."""
+    target = str((launcher_cfg or {}).get("_target_", ""))
+    return POPULATION_OP_THREADS if "highway_study_population" in target else None
+
+
+def limit_threads(threads: int | None, per_op: int | None = None) -> None:
+    """Size TensorFlow's pools: `threads` ops at once, each using `per_op` threads (default
+    `threads`); None leaves a pool at TensorFlow's default (all cores). No-op once
+    TensorFlow's runtime has started."""
+    per_op = threads if per_op is None else per_op
+    if threads is None and per_op is None:
         return
     import tensorflow as tf
 
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        if per_op is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(per_op)
+        if threads is not None:
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:  # runtime already started in this (reused) worker: sizes stay
         pass
-    log.info("TensorFlow uses %d threads in this job",
-             tf.config.threading.get_intra_op_parallelism_threads())
+    per_op = tf.config.threading.get_intra_op_parallelism_threads() or "all cores"
+    at_once = tf.config.threading.get_inter_op_parallelism_threads() or "as many as cores"
+    log.info("TensorFlow threads in this job: %s per op, %s ops at once", per_op, at_once)
