@@ -295,6 +295,13 @@ def test_benchmark_rejects_bad_options_in_one_sentence(capsys):
         parse_args(["--variants", "fused"])
     assert "invalid choice: 'fused'" in capsys.readouterr().err
 
+    from highway_study.bench.sweep import parse_args as parse_sweep_args
+
+    with pytest.raises(SystemExit):
+        parse_sweep_args(["--compare-op-threads", "1", "-2"])
+    assert "--compare-op-threads holds -2: use 0" in capsys.readouterr().err
+    assert parse_sweep_args(["--compare-op-threads", "0", "2"]).compare_op_threads == [0, 2]
+
 
 def run_benchmark(tmp_path, *options):
     out = tmp_path / "results.json"
@@ -372,7 +379,7 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     out = tmp_path / "sweep.json"
     result = subprocess.run(
         [sys.executable, "-m", "highway_study.benchmark_sweep", "--depths", "3",
-         "--compare-groups", "1", "--members", "3", "--width", "6", "--steps", "2", "--windows", "1",
+         "--compare-groups", "1", "--compare-op-threads", "0", "--members", "3", "--width", "6", "--steps", "2", "--windows", "1",
          "--protocol-steps", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=600,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -381,7 +388,9 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     saved = json.loads(out.read_text())
     assert [row["depth"] for row in saved["rows"]] == [3]
     assert "population in 1 parts: member-steps/s" in result.stdout
+    assert "population with all cores' threads per op: member-steps/s" in result.stdout
     assert saved["rows"][0]["groups_member_steps_per_s"]["1"] > 0
+    assert saved["rows"][0]["op_threads_member_steps_per_s"]["0"] > 0
     for row in saved["rows"]:
         assert row["new_member_steps_per_s"] == pytest.approx(3 * row["new_steps_per_s"])
         assert row["old_member_steps_per_s"] > 0

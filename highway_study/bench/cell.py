@@ -111,10 +111,14 @@ class PopulationCell:
     BIASES = (-1, -2, -3, -5, -10, -15, -20)
 
     def __init__(self, depth: int, width: int, batch: int, steps: int, members: int,
-                 groups: int | None = None, threads: int | None = None):
+                 groups: int | None = None, threads: int | None = None,
+                 op_threads: int | None = None):
+        """`op_threads`: threads per op (None: the population launcher's own,
+        POPULATION_OP_THREADS; 0: TensorFlow's default, all cores)."""
         from highway_study.runtime.threads import POPULATION_OP_THREADS
 
-        limit_threads(threads, POPULATION_OP_THREADS)  # as the population launcher sets it
+        per_op = POPULATION_OP_THREADS if op_threads is None else (op_threads or None)
+        limit_threads(threads, per_op)
         import numpy as np
 
         from highway_study.training import population as pop

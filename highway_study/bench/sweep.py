@@ -35,9 +35,12 @@ def measure_depth(depth: int, args) -> dict:
     jobs = [CellProcess("scan", depth, args, threads=1) for _ in range(2)]
     population = CellProcess("population", depth, args, population=True,
                              members=args.members)
-    # The same population cut into other numbers of parts, timed in the same windows.
+    # The same population cut into other numbers of parts, or with other threads per op,
+    # timed in the same windows.
     others = [CellProcess("population", depth, args, population=True, members=args.members,
                           groups=count) for count in args.compare_groups]
+    others += [CellProcess("population", depth, args, population=True, members=args.members,
+                           op_threads=count) for count in args.compare_op_threads]
     cells = jobs + [population] + others
     for _ in range(args.windows):
         for job in jobs:  # the two jobs work at the same time, as joblib's would
@@ -52,6 +55,7 @@ def measure_depth(depth: int, args) -> dict:
     if failed:
         return {**result, "error": failed[0]}
     per_job = [row["steps_per_s"] for row in rows[:2]]
+    compared = rows[3:]
     result.update(
         old_member_steps_per_s=sum(per_job),
         old_steps_per_s_per_job=statistics.mean(per_job),
@@ -62,7 +66,10 @@ def measure_depth(depth: int, args) -> dict:
         new_peak_rss_mb=rows[2]["peak_rss_mb"],
         groups_member_steps_per_s={
             str(count): (row.get("steps_per_s") or 0) * args.members
-            for count, row in zip(args.compare_groups, rows[3:])},
+            for count, row in zip(args.compare_groups, compared)},
+        op_threads_member_steps_per_s={
+            str(count): (row.get("steps_per_s") or 0) * args.members
+            for count, row in zip(args.compare_op_threads, compared[len(args.compare_groups):])},
     )
     result["speedup"] = result["new_member_steps_per_s"] / result["old_member_steps_per_s"]
     return result
@@ -79,9 +86,13 @@ def protocol_estimate(rows: list[dict], runs_per_depth: int, steps: int) -> dict
 
 
 def markdown_table(rows: list[dict]) -> str:
-    compared = list(next((r.get("groups_member_steps_per_s", {}) for r in rows
-                          if "error" not in r), {}))
-    extra = "".join(f" population in {count} parts: member-steps/s |" for count in compared)
+    first = next((r for r in rows if "error" not in r), {})
+    compared = [("groups_member_steps_per_s", count, f"population in {count} parts")
+                for count in first.get("groups_member_steps_per_s", {})]
+    compared += [("op_threads_member_steps_per_s", count,
+                  f"population with {OP_THREADS_LABEL.get(count, count)} threads per op")
+                 for count in first.get("op_threads_member_steps_per_s", {})]
+    extra = "".join(f" {label}: member-steps/s |" for _, _, label in compared)
     lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
              f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
              f"run / population (s) |{extra}", "|---|---|---|---|---|" + "---|" * len(compared)]
@@ -89,12 +100,15 @@ def markdown_table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['depth']} | {r['error']} | | | |" + " |" * len(compared))
             continue
-        others = "".join(f" {r['groups_member_steps_per_s'][c]:.0f} |" for c in compared)
+        others = "".join(f" {r[key][count]:.0f} |" for key, count, _ in compared)
         lines.append(f"| {r['depth']} | {r['old_member_steps_per_s']:.0f} | "
                      f"{r['new_member_steps_per_s']:.0f} | {r['speedup']:.2f}x | "
                      f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} |"
                      f"{others}")
     return "\n".join(lines)
+
+
+OP_THREADS_LABEL = {"0": "all cores'"}
 
 
 def parse_args(argv=None):
@@ -114,6 +128,10 @@ def parse_args(argv=None):
     parser.add_argument("--compare-groups", type=int, nargs="+", default=[], metavar="N",
                         help="also time the population cut into N parts (default: the "
                              "launcher's own choice, training.batched.default_groups)")
+    parser.add_argument("--compare-op-threads", type=int, nargs="+", default=[], metavar="N",
+                        help="also time the population with N threads per op (0: "
+                             "TensorFlow's default, all cores; the launcher's own is "
+                             "runtime.threads.POPULATION_OP_THREADS)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--cell-timeout", type=float, default=1800,
                         help="seconds one cell may live (build and all its windows)")
@@ -121,6 +139,9 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     require_positive(parser, args, ["members", "width", "batch_size", "steps", "windows",
                                     "protocol_steps"], ["depths", "compare_groups"])
+    if any(count < 0 for count in args.compare_op_threads):
+        parser.error(f"--compare-op-threads holds {min(args.compare_op_threads)}: use 0 "
+                     "(TensorFlow's default) or a positive number of threads.")
     return args
 
 
