@@ -57,15 +57,19 @@ def best_overrides(storage: str, study: str) -> str:
     return " ".join(f"{name}={value!r}" for name, value in sorted(best.params.items()))
 
 
+def parser() -> argparse.ArgumentParser:
+    made = argparse.ArgumentParser(prog="python -m analysis.study_state",
+                                   description=__doc__.split("\n\n")[0])
+    made.add_argument("storage", help="Optuna storage URL, e.g. sqlite:///outputs/optuna.db")
+    made.add_argument("study")
+    made.add_argument("what", choices=("left", "best"))
+    made.add_argument("total", nargs="?", type=int,
+                      help="with `left`: the study's budget of trials")
+    return made
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.study_state",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("storage", help="Optuna storage URL, e.g. sqlite:///outputs/optuna.db")
-    parser.add_argument("study")
-    parser.add_argument("what", choices=("left", "best"))
-    parser.add_argument("total", nargs="?", type=int,
-                        help="with `left`: the study's budget of trials")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         if args.what == "left":
             if args.total is None or args.total < 1:

@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"),
 # docs/reliability.md lists bad input on purpose (each row's outcome is checked by the test
 # that declares it, tests/faults.py), so its commands are not expected to compose.
 COMMAND_PAGES = [page for page in PAGES if page.name != "reliability.md"]
-COMMAND = re.compile(r"(?:python3?|\$PY) -m (highway_study(?:\.\w+)?|analysis)\b(.*)")
+COMMAND = re.compile(r"(?:python3?|\$PY) -m ((?:highway_study|analysis)(?:\.\w+)?)\b(.*)")
 NEEDS_MNIST = re.compile(r"needs MNIST|HIGHWAY_STUDY_DATA=|data\.path=", re.IGNORECASE)
 NEEDS_SLURM = re.compile(r"needs Slurm", re.IGNORECASE)
 # Names that only point at the project's own places on a development machine.
@@ -137,7 +138,8 @@ def by_module(*modules):
 def test_the_pages_hold_the_commands_this_guard_checks():
     modules = {c.module for c in COMMANDS}
     assert {"highway_study", "analysis", "highway_study.benchmark",
-            "highway_study.benchmark_stack", "highway_study.storage"} <= modules
+            "highway_study.benchmark_stack", "highway_study.storage", "analysis.study_times",
+            "analysis.study_state"} <= modules
     pages = {c.page for c in COMMANDS}
     assert {"README.md", "docs/sweeps.md", "docs/analysis.md", "docs/conv.md",
             "docs/study/report.md", "docs/study/run_study.sh"} <= pages
@@ -236,6 +238,17 @@ def test_documented_analysis_commands_parse(command):
         _parser().parse_args(command.args)  # argparse exits on an unknown option or bad value
 
 
+@by_module("analysis.study_times", "analysis.study_state")
+def test_documented_study_script_commands_parse(command):
+    """The study's helpers (run_study.sh's Optuna state, the wall-time table): their own
+    parsers take the documented arguments (shell variables stand for values)."""
+    from analysis import study_state, study_times
+
+    parser = study_times.parser() if command.module.endswith("times") else study_state.parser()
+    args = [arg.strip('")') for arg in command.args]
+    parser.parse_args(["1" if arg.startswith("$") else arg for arg in args])
+
+
 @by_module("highway_study.benchmark", "highway_study.benchmark_stack")
 def test_documented_speed_commands_parse(command):
     from highway_study.bench import benchmark, stack
@@ -284,16 +297,17 @@ def test_pages_name_nothing_a_reader_does_not_have(page):
 
 # --- docs/study/run_study.sh -----------------------------------------------------------------
 
-def run_study_with(tmp_path, fake_python: str, *args: str) -> subprocess.CompletedProcess:
-    """docs/study/run_study.sh (with args) run in tmp_path with `fake_python` (a bash script)
-    as $PYTHON."""
+def run_study_with(tmp_path, fake_python: str, *args: str,
+                   **env: str) -> subprocess.CompletedProcess:
+    """docs/study/run_study.sh (with args, and env added) run in tmp_path with `fake_python`
+    (a bash script) as $PYTHON."""
     (tmp_path / "docs" / "study").mkdir(parents=True)
     shutil.copy(REPO / "docs" / "study" / "run_study.sh", tmp_path / "docs" / "study")
     fake = tmp_path / "fake_python"
     fake.write_text(fake_python)
     fake.chmod(0o755)
     return subprocess.run(["bash", "docs/study/run_study.sh", *args], cwd=tmp_path,
-                          env={**os.environ, "PYTHON": str(fake)}, capture_output=True,
+                          env={**os.environ, "PYTHON": str(fake), **env}, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -368,3 +382,19 @@ def test_run_study_lists_its_steps_and_refuses_an_unknown_one_before_running_any
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "no step is named like 'needs_dpeth*'" in result.stderr
     assert "blog_depth_bias" in result.stderr and not (tmp_path / "typo" / "calls").exists()
+
+
+def test_run_study_notes_that_a_step_is_alive_while_it_runs_and_stops_noting_after(tmp_path):
+    """A step killed with the machine leaves no end line; its alive lines (every
+    STUDY_HEARTBEAT_S seconds) say until when it ran. They stop with the step."""
+    result = run_study_with(tmp_path, "#!/usr/bin/env bash\nsleep 2.5\n", "blog_lesion",
+                            STUDY_HEARTBEAT_S="1")
+    assert result.returncode == 0, result.stderr
+    times_file = tmp_path / "outputs" / "study_logs" / "blog_lesion.times"
+    lines = times_file.read_text().splitlines()
+    assert lines[0].startswith("start ") and lines[-1].startswith("end ")
+    alive = [int(line.split()[1]) for line in lines[1:-1]]
+    assert len(alive) >= 1 and all(line.startswith("alive ") for line in lines[1:-1])
+    assert int(lines[0].split()[1]) <= alive[0] <= alive[-1] <= int(lines[-1].split()[1])
+    time.sleep(1.5)
+    assert times_file.read_text().splitlines() == lines  # the heartbeat ended with the step

@@ -7,7 +7,7 @@
 # the script's order; `--list` prints every step's name.
 # Each step's output goes to the terminal and to outputs/study_logs/<step>.log, and each
 # attempt's start and end (Unix seconds) to outputs/study_logs/<step>.times, so a step's
-# wall time adds up over interruptions. The script stops at the first step that fails and
+# wall time adds up over interruptions (`python -m analysis.study_times` sums them). The script stops at the first step that fails and
 # names it (rerun it to resume from there).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +16,7 @@ POP="hydra/launcher=population"
 PAR="hydra/launcher=joblib hydra.launcher.n_jobs=2"   # for nets a population cannot hold
 STORAGE=${HIGHWAY_STUDY_OPTUNA_URL:-sqlite:///outputs/optuna.db}
 LOGS=outputs/study_logs
+HEARTBEAT=${STUDY_HEARTBEAT_S:-60}
 mkdir -p "$LOGS"
 
 PATTERNS=("$@")
@@ -42,8 +43,14 @@ step() {  # step NAME COMMAND...: run it, show and log its output, stop the stud
     shift
     echo "== $(date '+%H:%M:%S') step $name: $* (log: $LOGS/$name.log)"
     echo "start $(date +%s)" >> "$LOGS/$name.times"
+    # An "alive" line every HEARTBEAT seconds: a step killed with the whole machine leaves
+    # no end line, and its last alive line says until when it ran (analysis.study_times).
+    (while sleep "$HEARTBEAT"; do echo "alive $(date +%s)" >> "$LOGS/$name.times"; done) \
+        < /dev/null > /dev/null 2>&1 &  # holds none of the script's output open
+    local heartbeat=$!
     "$@" 2>&1 | tee -a "$LOGS/$name.log"
     local status=${PIPESTATUS[0]}
+    kill "$heartbeat" 2>/dev/null
     echo "end $(date +%s) status $status" >> "$LOGS/$name.times"
     if [ "$status" -ne 0 ]; then
         echo "== step $name failed with exit status $status; see $LOGS/$name.log." \
