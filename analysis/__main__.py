@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 def analyse(folders, out: Path, args) -> str:
     """Collect, draw, write; return the one line that tells where everything went."""
     from analysis import plots, report, tables  # heavy imports only after the checks
-    from analysis import needs_depth_report
+    from analysis import needs_depth_report, paper_fig1
 
     collection = collect(folders, args.threshold, args.gate_threshold) if folders else None
     if collection is not None and args.where:
@@ -73,6 +73,9 @@ def analyse(folders, out: Path, args) -> str:
         drawers.update(needs_depth_report.drawers(study))
         if study.warning:
             print(f"warning: --compare {args.compare}: {study.warning}", file=sys.stderr)
+    figure1 = paper_fig1.prepare(collection)  # None without the paper's Figure 1 trials
+    if figure1 is not None and not figure1.best.empty:
+        drawers[paper_fig1.FIGURE] = lambda: paper_fig1.draw(figure1)
     figures_dir = out / "figures"
     try:
         figures_dir.mkdir(parents=True, exist_ok=True)
@@ -98,6 +101,9 @@ def analyse(folders, out: Path, args) -> str:
     if study is not None:
         needs_depth_report.write(study, figures, out)
         section = f", {out / needs_depth_report.SECTION_FILE}"
+    if figure1 is not None:
+        paper_fig1.write(figure1, figures, out)
+        section += f", {out / paper_fig1.SECTION_FILE}"
     skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
     return (f"Analysed {len(collection.runs)} runs{skipped}: {out / 'runs.csv'}, "
             f"{len(figures)} figures in {figures_dir}, {out / 'report.md'}{section}")

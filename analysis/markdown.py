@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def figure_link(figures, name, caption) -> str:
     """Markdown for figure `name` if it was drawn: an image, or a link for a PDF."""
@@ -11,3 +13,13 @@ def figure_link(figures, name, caption) -> str:
     if str(path).endswith(".pdf"):
         return f"[{caption}]({path})"
     return f"![{caption}]({path})"
+
+
+def write_section(out: Path, file_name: str, text: str) -> str:
+    """Write a section to out/file_name and append it to out/report.md when there is one
+    (a section of its own, also part of the whole report); return the text."""
+    (out / file_name).write_text(text + "\n", encoding="utf-8")
+    if (out / "report.md").exists():
+        with open(out / "report.md", "a", encoding="utf-8") as stream:
+            stream.write("\n" + text + "\n")
+    return text

@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis import needs_depth as nd
 from analysis.collect import AnalysisError, collect
-from analysis.markdown import figure_link
+from analysis.markdown import figure_link, write_section
 from analysis.select import pooled, pooled_warning
 from analysis.tables import percent
 from highway_study import catalog, record
@@ -103,12 +103,7 @@ def write(study: Study, figures: dict, out: Path) -> str:
         nd.gate_groups(study.runs, study.gates).to_csv(out / "needs_depth_gates.csv",
                                                        index=False)
     nd.compare(study.runs).to_csv(out / "needs_depth_families.csv", index=False)
-    text = section(study, figures)
-    (out / SECTION_FILE).write_text(text + "\n", encoding="utf-8")
-    if (out / "report.md").exists():
-        with open(out / "report.md", "a", encoding="utf-8") as stream:
-            stream.write("\n" + text + "\n")
-    return text
+    return write_section(out, SECTION_FILE, section(study, figures))
 
 
 def section(study: Study, figures: dict) -> str:
