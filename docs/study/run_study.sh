@@ -100,10 +100,11 @@ step needs_depth_baselines $PY -m highway_study experiment=needs_depth_baselines
 step needs_depth $PY -m highway_study experiment=needs_depth depth=1,2,5,10,20,50,100,200 $POP
 
 # 6. The paper's Figure 1: plain (width 71) and highway (width 50) nets of depth 10, 20, 50
-#    and 100, SGD with momentum, each network's setting chosen by a TPE search of 16 trials.
+#    and 100, SGD with momentum, each network's setting chosen by a TPE search of 16 trials
+#    (plain nets, which a population cannot train, as two joblib jobs).
 for depth in 10 20 50 100; do
     search "paper_lr_plain_fc_mnist_depth$depth" 16 $PY -m highway_study \
-        hparams_search=paper_lr model=plain_fc depth=$depth
+        hparams_search=paper_lr model=plain_fc depth=$depth $PAR
     search "paper_lr_bias_highway_fc_mnist_depth$depth" 16 $PY -m highway_study \
         hparams_search=paper_lr_bias model=highway_fc depth=$depth $POP
 done
