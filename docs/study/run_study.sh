@@ -92,6 +92,10 @@ step blog_lesion $PY -m highway_study experiment=blog_depth_bias depth=50,100 \
     carry_bias=-2,-3,-5 seed=0,1,2 lesion_every=1 \
     hydra.sweep.dir=outputs/experiments/blog_lesion $POP
 
+# 4b. Residual nets (y = x + H(x)) on MNIST, depths 1-100, 3 seeds: the identity shortcut
+#    beside the carry gate, as step 5 has it on the task that needs depth.
+step mnist_residual $PY -m highway_study experiment=mnist_residual $PAR
+
 # 5. A task that needs depth (data=tent, docs/study/needs_depth.md): the shallow baselines,
 #    plain and residual nets over depth, then the highway grid up to depth 200, all with 3
 #    seeds and 10,000 Adam steps; the 1000-layer net at carry bias -20 comes last (step 9).
