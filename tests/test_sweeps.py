@@ -246,7 +246,7 @@ def test_joblib_launcher_runs_two_jobs_in_parallel_workers(tmp_path):
     assert {summary(run)["status"] for run in runs.values()} == {"completed"}
     share = max(1, (os.cpu_count() or 1) // 2)
     for run in runs.values():  # each job used its share of the cores
-        assert (f"TensorFlow threads in this job: {share} per op, {share} ops at once"
+        assert (f"TensorFlow threads in this job: {share} per op; ops at once: {share}"
                 in (run / "__main__.log").read_text())
 
 

@@ -72,5 +72,5 @@ def limit_threads(threads: int | None, per_op: int | None = None) -> None:
     except RuntimeError:  # runtime already started in this (reused) worker: sizes stay
         pass
     per_op = tf.config.threading.get_intra_op_parallelism_threads() or "all cores"
-    at_once = tf.config.threading.get_inter_op_parallelism_threads() or "as many as cores"
-    log.info("TensorFlow threads in this job: %s per op, %s ops at once", per_op, at_once)
+    at_once = tf.config.threading.get_inter_op_parallelism_threads() or "one per core"
+    log.info("TensorFlow threads in this job: %s per op; ops at once: %s", per_op, at_once)
