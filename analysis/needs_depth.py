@@ -29,6 +29,8 @@ MODERATE_BIAS = -2.0  # the calibration's carry bias, inside the paper's -1..-3
 DEEP = (1000, -20.0)  # the blog's net, a shallow net in disguise on MNIST
 COMMANDS = {
     "highway": "python -m highway_study experiment=needs_depth hydra/launcher=population",
+    "deep": ("python -m highway_study experiment=needs_depth depth={depth} carry_bias={bias:g} "
+             "hydra/launcher=population"),  # the one cell of question 3 (the row costs hours)
     "baselines": "python -m highway_study experiment=needs_depth_baselines",
     "shallow": "python -m highway_study experiment=needs_depth_shallow",
     "mnist": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "

@@ -201,7 +201,7 @@ def _deep(study: Study) -> str:
     answer = nd.deep_vs_shallow(study.runs)
     if answer is None:
         return _missing(head, f"no highway runs of depth {depth} at carry bias {bias:g}",
-                        nd.COMMANDS["highway"])
+                        nd.COMMANDS["deep"].format(depth=depth, bias=bias))
     deep, shallow, softmax = answer["deep"], answer["shallow"], answer["softmax"]
     used = answer["most_layers_used"]
     layers = ("no gate record" if pd.isna(used) else

@@ -253,7 +253,9 @@ def test_missing_parts_name_their_commands(analysed, tmp_path):
 
     assert main([str(folders["needs_depth_shallow"]), "--out", str(tmp_path / "shallow")]) == 0
     section = (tmp_path / "shallow" / "needs_depth.md").read_text()
-    assert section.count("experiment=needs_depth hydra/launcher=population") == 5
+    assert section.count("experiment=needs_depth hydra/launcher=population") == 4
+    assert ("Produce the runs with:\n\n    python -m highway_study experiment=needs_depth "
+            "depth=1000 carry_bias=-20 hydra/launcher=population") in section  # one cell
 
 
 @pytest.mark.parametrize("folder, compare, words", [
