@@ -114,7 +114,9 @@ def _update(optimizer: str, kernel, bias):
              "w_out": np.zeros((50, 10), np.float32), "b_out": np.zeros((1, 10), np.float32)}
     initial = [{**small, "kernel": kernel[:, k], "bias": bias[:, k]} for k in range(members)]
     group = Group(initial, [config] * members, optimizer)
-    grads = [tf.ones_like(variable) for variable in group.variables]
+    rng = np.random.default_rng(1)  # random, not constant: XLA would fold a constant away
+    grads = [tf.constant(rng.normal(scale=1e-3, size=variable.shape).astype("float32"))
+             for variable in group.variables]
     moving = tf.ones([members], tf.bool)
     apply = tf.function(lambda step: group.apply(grads, moving, step))
     return lambda: (apply(tf.constant(0, tf.int64)), group.kernel.value())[1]

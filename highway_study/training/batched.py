@@ -177,6 +177,23 @@ def default_groups(members: int, depth: int) -> int:
 
 
 @tf.function(jit_compile=True)
+def _sgd_update(var, grad, lr):
+    """var -= lr * grad, one pass over the weight fused by XLA (as TensorFlow ops, the
+    product and the update were two passes over a deep stack's kernel: docs/benchmark.md).
+    multiply_no_nan: a member with a zero rate moves by exactly 0, even on a NaN gradient."""
+    var.assign_sub(tf.math.multiply_no_nan(grad, lr))
+
+
+@tf.function(jit_compile=True)
+def _momentum_update(var, accum, grad, lr, momentum, gate):
+    """Keras's SGD with momentum (accum = accum * momentum - lr * grad; var += accum) for
+    every member whose `gate` is on, fused like _sgd_update."""
+    accum_next = accum * momentum - tf.math.multiply_no_nan(grad, lr)
+    accum.assign(tf.where(gate, accum_next, accum))
+    var.assign(tf.where(gate, var + accum_next, var))
+
+
+@tf.function(jit_compile=True)
 def _adam_update(var, m, v, grad, alpha, gate):
     """One Adam step of one weight for every member whose `gate` is on, fused by XLA into
     few passes over the weight: as separate TensorFlow ops, every op was a pass over a deep
@@ -236,7 +253,8 @@ class Group:
         """One optimizer step per member with Keras's arithmetic. Members whose loss is not
         finite, or who diverged before, get no step and keep their optimizer state: SGD
         multiplies their possibly non-finite gradients by a zero learning rate
-        (multiply_no_nan gives exactly 0), Adam leaves their variables untouched."""
+        (multiply_no_nan gives exactly 0), momentum and Adam leave their variables
+        untouched."""
         moves = tf.logical_and(finite, tf.logical_not(self._frozen))
         rate = self.lr if self.schedule is None else self.schedule(step)
         if self.optimizer == "adam":
@@ -244,14 +262,12 @@ class Group:
             return
         lr = tf.where(moves, rate, 0.0)
         for index, (var, grad) in enumerate(zip(self.variables, grads)):
-            delta = tf.math.multiply_no_nan(grad, self._broadcast(lr, var, self.NAMES[index]))
-            if self.optimizer == "momentum":  # accum = accum * momentum - delta; var += accum
-                tf.raw_ops.ResourceApplyKerasMomentum(
-                    var=var.handle, accum=self.slots["m"][index].handle, lr=tf.constant(1.0),
-                    grad=delta, momentum=self.momentum)
+            member_lr = self._broadcast(lr, var, self.NAMES[index])
+            if self.optimizer == "momentum":
+                _momentum_update(var, self.slots["m"][index], grad, member_lr, self.momentum,
+                                 self._broadcast(moves, var, self.NAMES[index]))
             else:
-                tf.raw_ops.ResourceApplyGradientDescent(var=var.handle, alpha=tf.constant(1.0),
-                                                        delta=delta)
+                _sgd_update(var, grad, member_lr)
 
     def _adam(self, grads, moves, rate, step):
         """keras.optimizers.Adam's update_step (default betas, epsilon, no amsgrad), in its
