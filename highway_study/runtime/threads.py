@@ -8,7 +8,7 @@ op of a process; joblib reuses worker processes, where later jobs keep the same 
 A population (`hydra/launcher=population` and its cluster variants) runs its independent
 parts side by side on the inter-op pool, so each op gets one thread
 (POPULATION_OP_THREADS): ops that also spread over the cores made the parts wait for each
-other (docs/benchmark.md, "Populations in smaller parts").
+other (docs/benchmark.md, "One thread per op").
 """
 
 from __future__ import annotations
