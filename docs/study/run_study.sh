@@ -7,8 +7,8 @@
 # the script's order; `--list` prints every step's name.
 # Each step's output goes to the terminal and to outputs/study_logs/<step>.log, and each
 # attempt's start and end (Unix seconds) to outputs/study_logs/<step>.times, so a step's
-# wall time adds up over interruptions (`python -m analysis.study_times` sums them). The script stops at the first step that fails and
-# names it (rerun it to resume from there).
+# wall time adds up over interruptions (`python -m analysis.study_times` sums them). The
+# script stops at the first step that fails and names it (rerun it to resume from there).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python}
