@@ -8,8 +8,8 @@ purpose (SIGSTOP). A step's wall time is the sum over its attempts
 less those pauses. An attempt whose process was killed has no end line: it is counted up to
 its last `alive` line or the last timestamped line of the step's log (`<step>.log`,
 Hydra's "[YYYY-mm-dd HH:MM:SS,ms]" lines, local time) before the next attempt, whichever
-is later, and marked "no end line" (killed, or still running if it is the last). Prints a markdown table, one row per step in the order they first started,
-and the total. Bad input ends in one sentence on stderr and exit code 1.
+is later, and marked "no end line" (killed, or still running if it is the last). Prints a
+markdown table, one row per step in the order they first started, and the total. Bad input ends in one sentence on stderr and exit code 1.
 """
 
 from __future__ import annotations

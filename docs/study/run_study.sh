@@ -166,5 +166,6 @@ for pattern in "${PATTERNS[@]}"; do
     fi
 done
 study
-echo "== $(date '+%H:%M:%S') every ${PATTERNS[0]:+chosen }step finished; analyse with the commands in" \
-     "docs/study/report.md (with their --out they overwrite the committed docs/study/ files)"
+echo "== $(date '+%H:%M:%S') every ${PATTERNS[0]:+chosen }step finished; analyse with" \
+     "the commands in docs/study/report.md (with their --out they overwrite the committed" \
+     "docs/study/ files)"
