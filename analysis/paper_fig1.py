@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.markdown import figure_link, write_section
+from analysis.tables import percent
 from highway_study import catalog, record
 
 EXPERIMENT = "paper_fig1"
@@ -156,8 +157,8 @@ def section(fig1: Figure1, figures: dict) -> str:
         bias = f"{best.carry_bias:.2f}" if best.family == "highway" else "–"
         lines.append(f"| {best.family} | {best.depth} | {row.trials} ({row.finished}) | "
                      f"{row.epochs:.0f} | {best.learning_rate:.3g} | {bias} | "
-                     f"{best.final_train_loss:.4g} | {_percent(best.best_val_accuracy)} | "
-                     f"{_percent(best.test_accuracy)} |")
+                     f"{best.final_train_loss:.4g} | {percent(best.best_val_accuracy)} | "
+                     f"{percent(best.test_accuracy)} |")
     lines += ["", answer(fig1.best), "", figure_link(figures, FIGURE, "Figure 1")]
     return "\n".join(lines)
 
@@ -177,7 +178,3 @@ def answer(best: pd.DataFrame) -> str:
             f"depth {low.depth} and {high.final_train_loss:.4g} at depth {high.depth} "
             f"({high.final_train_loss / low.final_train_loss:.2g}x).")
     return " ".join(sentences)
-
-
-def _percent(value) -> str:
-    return "–" if pd.isna(value) else f"{100 * value:.2f}%"
