@@ -34,11 +34,12 @@ def steps_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
 
 def budget_heatmaps(runs: pd.DataFrame, budgets: list[int]) -> plt.Figure:
     """Validation accuracy after each step budget: one heatmap per budget (columns) and
-    model (rows), one colour scale, so the grid can be read filling in over training."""
+    model (rows), one colour scale, so the grid can be read filling in over training. A
+    row shares its depth axis only with itself: models differ in the depths they ran."""
     models = sorted(dict.fromkeys(runs["model"]), key=plots._family_order)
     width = runs["carry_bias"].nunique()
     rows = runs["depth"].nunique()
-    fig, axes = plt.subplots(len(models), len(budgets), squeeze=False, sharey=True,
+    fig, axes = plt.subplots(len(models), len(budgets), squeeze=False, sharey="row",
                              figsize=(1.5 + (1.0 * width + 0.8) * len(budgets),
                                       (1.4 + min(0.4 * rows, 10)) * len(models)),
                              layout="constrained")

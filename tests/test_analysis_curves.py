@@ -137,3 +137,23 @@ def test_tent_runs_stall_at_their_own_chance(tmp_path):
         for step in range(0, 1300, 100):
             stream.write(json.dumps({"step": step, "val_accuracy": 0.52}) + "\n")
     assert bool(collect([tmp_path]).runs["stalled"].item()) is True
+
+
+def test_budget_heatmaps_keep_each_models_depths(analysed):
+    """A model with other depths (a shallow baseline at depth 0) must not squeeze the
+    highway rows of the figure to its own single row."""
+    from analysis import step_plots, tables
+    from analysis.collect import collect
+
+    sweep, _ = analysed
+    collection = collect([sweep])
+    runs = tables.with_budgets(collection.runs, collection.points, [250, 1000])
+    baseline = runs[runs["depth"] == 2].assign(model="shallow", depth=0, carry_bias=-2.0)
+    figure = step_plots.budget_heatmaps(pd.concat([runs, baseline]), [250, 1000])
+    heatmaps = [ax for ax in figure.axes if ax.get_title()]
+    rows = {ax.get_title().split(":")[0]: sorted(t.get_text() for t in ax.get_yticklabels())
+            for ax in heatmaps if "after 250 steps" in ax.get_title()}  # the labelled column
+    assert rows == {"highway_fc": ["2", "8"], "shallow": ["0"]}
+    for ax in heatmaps:  # every row of a panel is in view
+        assert abs(ax.get_ylim()[0] - ax.get_ylim()[1]) == len(rows[ax.get_title().split(":")[0]])
+    step_plots.plt.close("all")
