@@ -72,7 +72,7 @@ def analyse(folders, out: Path, args) -> str:
     if study is not None:
         drawers.update(needs_depth_report.drawers(study))
         if study.warning:
-            print(f"warning: --compare {args.compare}: {study.warning}", file=sys.stderr)
+            print(f"warning: --compare {study.other_name}: {study.warning}", file=sys.stderr)
     figure1 = paper_fig1.prepare(collection)  # None without the paper's Figure 1 trials
     if figure1 is not None and not figure1.best.empty:
         drawers[paper_fig1.FIGURE] = lambda: paper_fig1.draw(figure1)
@@ -211,9 +211,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="analyse only the runs whose config has KEY=VALUE, e.g. "
                              "loss_reduction=sum (repeatable: all must hold)")
-    parser.add_argument("--compare", metavar="FOLDER",
-                        help="the MNIST depth x carry-bias grid (a sweep folder or its "
-                             "runs.csv) drawn beside the data=tent grid in needs_depth.md")
+    parser.add_argument("--compare", metavar="FOLDER", nargs="+",
+                        help="the MNIST runs set beside the data=tent runs in needs_depth.md: "
+                             "the depth x carry-bias grid and the residual nets (sweep "
+                             "folders or runs.csv files)")
     return parser
 
 

@@ -35,6 +35,9 @@ COMMANDS = {
     "shallow": "python -m highway_study experiment=needs_depth_shallow",
     "mnist": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "
               "experiment=blog_depth_bias seed=0,1,2 hydra/launcher=population"),
+    "mnist_residual": ("HIGHWAY_STUDY_DATA=/path/to/data python -m highway_study "
+                       "experiment=mnist_residual hydra/launcher=joblib "
+                       "hydra.launcher.n_jobs=2"),
 }
 
 
@@ -88,15 +91,16 @@ def grid(runs: pd.DataFrame) -> pd.DataFrame:
     return verdicts(family_runs(runs, "highway"))
 
 
-def compare(runs: pd.DataFrame) -> pd.DataFrame:
+def compare(runs: pd.DataFrame, chance_level: float = TASK_CHANCE) -> pd.DataFrame:
     """Per depth: plain, residual, highway at its best carry bias (the one that learns with
     the highest mean; the highest mean when none learns) and at MODERATE_BIAS, each as
-    mean, sd, run counts and learns (NaN where the depth was not run)."""
+    mean, sd, run counts and learns (NaN where the depth was not run). `chance_level` is
+    the data's (learns: halfway from it to perfect), so the table also reads MNIST runs."""
     columns = {}
     for name, family, pick in (("plain", "plain", None), ("residual", "residual", None),
                                ("highway_best", "highway", "best"),
                                ("highway_moderate", "highway", MODERATE_BIAS)):
-        cells = verdicts(family_runs(runs, family))
+        cells = verdicts(family_runs(runs, family), chance_level)
         if pick == "best":  # the carry bias that learns with the highest mean, else any
             cells = cells.assign(ok=cells["learns"] == True)  # noqa: E712
             cells = cells.sort_values(["ok", "mean"], ascending=False, na_position="last")

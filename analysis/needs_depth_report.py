@@ -3,9 +3,10 @@
 Why it appears on its own rather than behind an option: whenever the runs analysed hold
 data=tent runs, the section is written, so `python -m analysis` on the three needs-depth
 sweeps answers the study's questions without a flag to remember. The MNIST grid it is
-compared with comes from `--compare FOLDER` (or a runs.csv) and is read as a collection of
-its own: given as one more FOLDER, its runs would share cells (model, depth, carry_bias)
-with the tent runs and every mean of report.md would mix the two tasks.
+compared with comes from `--compare FOLDER [FOLDER ...]` (sweep folders or runs.csv files,
+for example the MNIST grid and the MNIST residual nets) and is read as a collection of its
+own: given as more FOLDERs, its runs would share cells (model, depth, carry_bias) with the
+tent runs and every mean of report.md would mix the two tasks.
 
 A question whose runs are missing says so and names the command that makes them.
 """
@@ -27,6 +28,7 @@ from highway_study import catalog, record
 
 SECTION_FILE = "needs_depth.md"
 FIGURES = {"heatmaps": "needs_depth_heatmaps", "gates": "needs_depth_gates"}
+FAMILIES_COMPARED = "needs_depth_families_compared.csv"  # question 2 on the --compare runs
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Study:
     runs: pd.DataFrame
     gates: pd.DataFrame
     other: pd.DataFrame | None = None  # the --compare runs (MNIST), or None
-    other_name: str | None = None  # what --compare named
+    other_name: str | None = None  # what --compare named (its sources, space-separated)
     warning: str | None = None  # the --compare runs pool different settings
 
     @property
@@ -56,9 +58,22 @@ def prepare(collection, compare=None) -> Study | None:
     gates = collection.gates[collection.gates["run"].isin(set(runs["run"]))]
     study = Study(nd.with_layers_used(runs, gates), gates)
     if compare:
-        study.other, study.warning = load_other(Path(compare))
-        study.other_name = str(compare)
+        sources = [compare] if isinstance(compare, (str, Path)) else list(compare)
+        study.other, study.warning = load_others([Path(s) for s in sources])
+        study.other_name = " ".join(str(s) for s in sources)
     return study
+
+
+def load_others(sources: list[Path]) -> tuple[pd.DataFrame, str | None]:
+    """(runs, pooled-settings warning or None) of the --compare sources: sweep folders are
+    collected together (the runs.csv files read one by one), then all stacked."""
+    folders = [s for s in sources if s.suffix != ".csv"]
+    parts, warning = [load_other(s)[0] for s in sources if s.suffix == ".csv"], None
+    if folders:
+        other = collect(folders)
+        parts.append(other.runs)
+        warning = pooled_warning(pooled(other))
+    return pd.concat(parts, ignore_index=True), warning
 
 
 def load_other(source: Path) -> tuple[pd.DataFrame, str | None]:
@@ -103,6 +118,9 @@ def write(study: Study, figures: dict, out: Path) -> str:
         nd.gate_groups(study.runs, study.gates).to_csv(out / "needs_depth_gates.csv",
                                                        index=False)
     nd.compare(study.runs).to_csv(out / "needs_depth_families.csv", index=False)
+    if study.other is not None:
+        nd.compare(study.other, nd.data_chance(study.other)).to_csv(out / FAMILIES_COMPARED,
+                                                                    index=False)
     return write_section(out, SECTION_FILE, section(study, figures))
 
 
@@ -165,6 +183,17 @@ def _families(study: Study) -> str:
         return _missing(head, f"no residual or plain runs on data={nd.TASK}",
                         nd.COMMANDS["baselines"])
     table = nd.compare(study.runs)
+    rows, answer = _family_rows(table)
+    lines = [head, "", answer, "", *rows, "", "Bold: the cell learns the task. "
+             "Every number is in `needs_depth_families.csv`."]
+    if "residual" not in families or "plain" not in families:
+        lost = "residual" if "residual" not in families else "plain"
+        lines += ["", _missing_line(f"no {lost} runs", nd.COMMANDS["baselines"])]
+    return "\n".join(lines)
+
+
+def _family_rows(table: pd.DataFrame) -> tuple[list[str], str]:
+    """The markdown rows of a needs_depth.compare table and the sentence that sums it up."""
     moderate = f"highway, carry bias {nd.MODERATE_BIAS:g}"
     rows = [f"| depth | plain | residual | highway, best carry bias | {moderate} |",
             "|---|---|---|---|---|"]
@@ -186,12 +215,7 @@ def _families(study: Study) -> str:
                          f"{r['depth']}" for _, r in both.iterrows())
         answer += (f" Residual minus highway (best carry bias), in points of mean test "
                    f"accuracy: {gaps}.")
-    lines = [head, "", answer, "", *rows, "", "Bold: the cell learns the task. "
-             "Every number is in `needs_depth_families.csv`."]
-    if "residual" not in families or "plain" not in families:
-        lost = "residual" if "residual" not in families else "plain"
-        lines += ["", _missing_line(f"no {lost} runs", nd.COMMANDS["baselines"])]
-    return "\n".join(lines)
+    return rows, answer
 
 
 def _deep(study: Study) -> str:
@@ -304,7 +328,28 @@ def _mnist(study: Study, figures: dict) -> str:
     return "\n".join([head, "", answer, "", f"Left: {nd.TASK}; right: `{study.other_name}` "
                       f"({name}). Each grid has its own colour scale, from its chance level.",
                       "", figure_link(figures, FIGURES["heatmaps"], "Tent grid beside the MNIST "
-                                                                "grid")])
+                                                                "grid"), "",
+                      _other_families(study)])
+
+
+def _other_families(study: Study) -> str:
+    """Question 2 asked of the compared runs: does the carry gate buy anything over an
+    identity shortcut on MNIST too?"""
+    name = _other_data(study)
+    head = f"#### Residual and plain nets against highway nets on {name}"
+    families = set(nd.family_runs(study.other, "residual")["family"]) | set(
+        nd.family_runs(study.other, "plain")["family"])
+    if "residual" not in families:
+        return _missing(head, f"`--compare` holds no residual nets (add their sweep folder "
+                              f"after the grid's: `--compare {study.other_name} "
+                              f"outputs/experiments/mnist_residual`)",
+                        nd.COMMANDS["mnist_residual"])
+    chance = nd.data_chance(study.other)
+    rows, answer = _family_rows(nd.compare(study.other, chance))
+    return "\n".join([head, "", answer.replace(" learn it ", f" learn {name} "), "", *rows, "",
+                      f"Bold: the cell learns {name} (mean test accuracy ≥ "
+                      f"{100 * nd.learn_mark(chance):g}%). Every number is in "
+                      f"`{FAMILIES_COMPARED}`."])
 
 
 def _by_bias(cells: pd.DataFrame) -> str:

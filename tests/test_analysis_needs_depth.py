@@ -42,6 +42,8 @@ SHALLOW = {("shallow", 1): [0.54, 0.56], ("softmax", 0): [0.50, 0.49]}
 # MNIST, one seed: (depth, carry_bias) -> test accuracy (learns from 55%)
 MNIST = {(2, -2): 0.97, (2, -20): 0.96, (10, -2): 0.95, (10, -20): 0.96, (1000, -2): 0.10,
          (1000, -20): 0.96}
+# MNIST residual nets: depth -> test accuracy per seed (depth 10: one seed diverged)
+MNIST_RESIDUAL = {2: [0.96, 0.94], 10: [0.30, "diverged"]}
 
 
 def tent_run(folder, model, depth, bias, seed, test, gate_activity=(), data="tent"):
@@ -57,7 +59,8 @@ def tent_run(folder, model, depth, bias, seed, test, gate_activity=(), data="ten
 
 def fabricate(root: Path) -> dict[str, Path]:
     folders = {name: root / name for name in ("needs_depth", "needs_depth_baselines",
-                                              "needs_depth_shallow", "blog_depth_bias")}
+                                              "needs_depth_shallow", "blog_depth_bias",
+                                              "mnist_residual")}
     for (depth, bias), seeds in HIGHWAY.items():
         for seed, (test, gate_activity) in enumerate(seeds):
             tent_run(folders["needs_depth"] / f"carry_bias={bias},depth={depth},seed={seed}",
@@ -70,6 +73,10 @@ def fabricate(root: Path) -> dict[str, Path]:
     for (depth, bias), test in MNIST.items():
         tent_run(folders["blog_depth_bias"] / f"carry_bias={bias},depth={depth}", "highway_fc",
                  depth, bias, 0, test, [SHUT] * depth, data="mnist")
+    for depth, tests in MNIST_RESIDUAL.items():
+        for seed, test in enumerate(tests):
+            tent_run(folders["mnist_residual"] / f"depth={depth},seed={seed}", "residual_fc",
+                     depth, -2, seed, test, data="mnist")
     return folders
 
 
@@ -227,6 +234,29 @@ def test_the_two_grids_stand_side_by_side(analysed):
             "mnist only") in section and "0 learn tent only and 1 neither" in section
     assert "Cells that learn mnist but not tent: carry bias -20: depth 2, 10, 1000." in section
     assert "but not mnist" not in section
+
+
+def test_residual_nets_on_mnist_answer_question_2_there(analysed, tmp_path):
+    """--compare takes the MNIST grid and the MNIST residual nets together; without the
+    residual nets the part names the command that makes them."""
+    folders, _, section = analysed
+    assert "Not answered yet: `--compare` holds no residual nets" in section
+    assert nd.COMMANDS["mnist_residual"] in section
+    tent = [str(folders[n]) for n in ("needs_depth", "needs_depth_baselines")]
+    assert main([*tent, "--compare", str(folders["blog_depth_bias"]),
+                 str(folders["mnist_residual"]), "--out", str(tmp_path)]) == 0
+    section = (tmp_path / "needs_depth.md").read_text()
+    part = section[section.index("#### Residual and plain nets against highway nets on mnist"):]
+    assert "Residual nets learn mnist at depth 2; highway nets at their best carry bias " \
+           "learn mnist at depth 2, 10, 1000" in part
+    assert f"| 2 | – | **{pct([0.96, 0.94])}** | **97.0%** (-2) | **97.0%** |" in part
+    assert "| 10 | – | 30.0% (1 of 2 runs diverged) | **96.0%** (-20) | **95.0%** |" in part
+    table = pd.read_csv(tmp_path / "needs_depth_families_compared.csv").set_index("depth")
+    assert table.loc[2, "residual_mean"] == pytest.approx(0.95)
+    assert table.loc[1000, "highway_best_carry_bias"] == -20
+    # the tent grid's own cells are untouched by the MNIST residual nets
+    assert pd.read_csv(tmp_path / "needs_depth_families.csv").set_index("depth").loc[
+        2, "residual_mean"] == pytest.approx(0.94)
 
 
 def test_the_committed_mnist_grid_can_be_compared_as_runs_csv(analysed, tmp_path):
