@@ -183,7 +183,7 @@ def _families(study: Study) -> str:
         return _missing(head, f"no residual or plain runs on data={nd.TASK}",
                         nd.COMMANDS["baselines"])
     table = nd.compare(study.runs)
-    rows, answer = _family_rows(table)
+    rows, answer = family_rows(table)
     lines = [head, "", answer, "", *rows, "", "Bold: the cell learns the task. "
              "Every number is in `needs_depth_families.csv`."]
     if "residual" not in families or "plain" not in families:
@@ -192,8 +192,9 @@ def _families(study: Study) -> str:
     return "\n".join(lines)
 
 
-def _family_rows(table: pd.DataFrame) -> tuple[list[str], str]:
-    """The markdown rows of a needs_depth.compare table and the sentence that sums it up."""
+def family_rows(table: pd.DataFrame) -> tuple[list[str], str]:
+    """The markdown rows of a needs_depth.compare table and the sentence that sums it up
+    (also the shortcut section of report.md, analysis.shortcuts)."""
     moderate = f"highway, carry bias {nd.MODERATE_BIAS:g}"
     rows = [f"| depth | plain | residual | highway, best carry bias | {moderate} |",
             "|---|---|---|---|---|"]
@@ -345,7 +346,7 @@ def _other_families(study: Study) -> str:
                               f"outputs/experiments/mnist_residual`)",
                         nd.COMMANDS["mnist_residual"])
     chance = nd.data_chance(study.other)
-    rows, answer = _family_rows(nd.compare(study.other, chance))
+    rows, answer = family_rows(nd.compare(study.other, chance))
     return "\n".join([head, "", answer.replace(" learn it ", f" learn {name} "), "", *rows, "",
                       f"Bold: the cell learns {name} (mean test accuracy ≥ "
                       f"{100 * nd.learn_mark(chance):g}%). Every number is in "
@@ -390,7 +391,11 @@ def _cell(cell) -> str:
     if cell is None or pd.isna(cell.get("n")):
         return "–"
     if not cell["completed"]:
-        return f"no completed run ({int(cell['n'])})"
+        n, diverged = int(cell["n"]), int(cell["diverged"])
+        if diverged:
+            return f"{diverged} of {n} runs diverged" + (
+                "" if diverged == n else f", {n - diverged} failed or unfinished")
+        return f"no completed run ({n})"
     text = _percent(cell)
     return f"**{text}**" if _yes(cell["learns"]) else text
 

@@ -10,7 +10,7 @@ import math
 
 import pandas as pd
 
-from analysis import tables
+from analysis import shortcuts, tables
 from analysis.collect import KEY_COLUMNS
 from analysis.markdown import figure_link
 from analysis.select import pooled, pooled_warning
@@ -32,6 +32,7 @@ def write_report(collection, figures: dict, out_dir, optuna=None) -> str:
     sections = [
         _header(collection),
         _question_1(collection, figures),
+        shortcuts.section(collection.runs, out_dir),
         _question_2(collection, figures),
         _question_3(collection, figures),
         _question_4(collection, figures),

@@ -43,7 +43,7 @@ SHALLOW = {("shallow", 1): [0.54, 0.56], ("softmax", 0): [0.50, 0.49]}
 MNIST = {(2, -2): 0.97, (2, -20): 0.96, (10, -2): 0.95, (10, -20): 0.96, (1000, -2): 0.10,
          (1000, -20): 0.96}
 # MNIST residual nets: depth -> test accuracy per seed (depth 10: one seed diverged)
-MNIST_RESIDUAL = {2: [0.96, 0.94], 10: [0.30, "diverged"]}
+MNIST_RESIDUAL = {2: [0.96, 0.94], 10: [0.30, "diverged"], 20: ["diverged", "diverged"]}
 
 
 def tent_run(folder, model, depth, bias, seed, test, gate_activity=(), data="tent"):
@@ -257,6 +257,24 @@ def test_residual_nets_on_mnist_answer_question_2_there(analysed, tmp_path):
     # the tent grid's own cells are untouched by the MNIST residual nets
     assert pd.read_csv(tmp_path / "needs_depth_families.csv").set_index("depth").loc[
         2, "residual_mean"] == pytest.approx(0.94)
+
+
+def test_report_sets_residual_nets_beside_highway_nets_on_any_data(analysed, tmp_path):
+    """report.md's shortcut section: written for the MNIST residual nets, not for tent runs
+    (needs_depth.md answers that), and absent without residual nets."""
+    folders, out, _ = analysed
+    assert main([str(folders["blog_depth_bias"]), str(folders["mnist_residual"]),
+                 "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    part = report[report.index("## Carry gate or identity shortcut"):]
+    assert part.index("### data=mnist") < part.index("Residual nets learn data=mnist at depth 2;")
+    assert "| 20 | – | 2 of 2 runs diverged | – | – |" in part
+    table = pd.read_csv(tmp_path / "shortcuts.csv").set_index("depth")
+    assert table.loc[10, "residual_diverged"] == 1 and table.loc[2, "group"] == "data=mnist"
+    assert "Carry gate or identity shortcut" not in (out / "report.md").read_text()  # tent
+    assert main([str(folders["blog_depth_bias"]), "--out", str(tmp_path / "grid")]) == 0
+    assert "Carry gate or identity shortcut" not in (tmp_path / "grid" / "report.md").read_text()
+    assert not (tmp_path / "grid" / "shortcuts.csv").exists()
 
 
 def test_the_committed_mnist_grid_can_be_compared_as_runs_csv(analysed, tmp_path):
