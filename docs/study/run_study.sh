@@ -95,6 +95,9 @@ step blog_lesion $PY -m highway_study experiment=blog_depth_bias depth=50,100 \
 # 4b. Residual nets (y = x + H(x)) on MNIST, depths 1-100, 3 seeds: the identity shortcut
 #    beside the carry gate, as step 5 has it on the task that needs depth.
 step mnist_residual $PY -m highway_study experiment=mnist_residual $PAR
+#     The same with the modern recipe (Glorot weights, mean loss, momentum), residual and
+#     highway nets side by side: does the blog recipe's verdict hold under another one?
+step mnist_residual_modern $PY -m highway_study experiment=mnist_residual_modern $PAR
 
 # 5. A task that needs depth (data=tent, docs/study/needs_depth.md): the shallow baselines,
 #    plain and residual nets over depth, then the highway grid up to depth 200, all with 3
