@@ -52,7 +52,8 @@ def epochs(run_dir: Path) -> list[int]:
 # --- experiments: composed in-process, no training -------------------------------------------
 
 @pytest.mark.parametrize("name, runs", [
-    ("quickstart", 6), ("blog_baselines", 9), ("blog_depth_bias", 70)])
+    ("quickstart", 6), ("blog_baselines", 9), ("blog_depth_bias", 70), ("mnist_residual", 21),
+    ("mnist_residual_modern", 42)])
 def test_experiment_grid_sizes(name, runs):
     from hydra import compose, initialize_config_dir
 
@@ -65,6 +66,16 @@ def test_experiment_grid_sizes(name, runs):
                       return_hydra_config=True)
     assert progress.planned_runs(cfg) == runs
     assert cfg.tags.experiment == name
+
+
+@pytest.mark.parametrize("name, recipe", [
+    ("mnist_residual", ("truncated_normal", "sum", 50)),
+    ("mnist_residual_modern", ("glorot_uniform", "mean", 128))])
+def test_residual_experiments_use_their_recipe(name, recipe):
+    """The two MNIST residual experiments differ in their recipe only (blog vs modern)."""
+    cfg = compose_config(f"experiment={name}")
+    assert (cfg.model.kernel_initializer, cfg.loss_reduction, cfg.batch_size) == recipe
+    assert cfg.data.name == "mnist"
 
 
 @pytest.mark.parametrize("model, depth", [("plain_fc", 18), ("highway_fc", 18), ("shallow", 1)])
