@@ -45,8 +45,9 @@ def heatmaps(panels: list[tuple[str, pd.DataFrame]]) -> plt.Figure:
 
 def gate_profiles(profile: pd.DataFrame, max_panels: int = 4) -> plt.Figure:
     """Mean transform gate T per layer at the end of training, cells that learn against
-    cells that do not (mean ± sd over their runs), one panel per depth; log scale, so
-    gates shut near sigmoid(-20) show beside open ones."""
+    cells that do not, one panel per depth; log scale, so gates shut near sigmoid(-20) show
+    beside open ones. Median over runs with the band of their middle half: on a log scale
+    a mean is the largest value's and mean - sd falls below zero."""
     both = profile.groupby("depth")["group"].nunique()
     depths = sorted(both[both == 2].index) or sorted(both.index)
     depths = plots.spread([d for d in depths if d > 1] or depths, max_panels)
@@ -57,14 +58,16 @@ def gate_profiles(profile: pd.DataFrame, max_panels: int = 4) -> plt.Figure:
     order = ["learns", "does not learn"]
     for k, (ax, depth) in enumerate(zip(axes.flat, depths)):
         sns.lineplot(data=data[data["depth"] == depth], x="layer", y="gate", hue="group",
-                     hue_order=order, errorbar="sd", ax=ax, legend=k == 0)
+                     hue_order=order, estimator="median", errorbar=("pi", 50), ax=ax,
+                     legend=k == 0)
         ax.axhline(record.USED_GATE, color="0.4", ls="--", lw=1)
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=f"depth {depth}", xlabel="layer", ylabel="mean transform gate T")
     axes.flat[0].legend(title=f"cell (dashed: T = {record.USED_GATE:g}, a used layer)",
                         fontsize="small", title_fontsize="small")
-    fig.suptitle("Transform gates at the end of training: cells that learn the task vs not")
+    fig.suptitle("Transform gates at the end of training: cells that learn the task vs not "
+                 "(median over runs, band: their middle half)")
     return fig
 
 

@@ -322,3 +322,22 @@ def test_a_bad_compare_ends_in_one_sentence(analysed, tmp_path, capsys, folder, 
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     for word in words:
         assert word in err
+
+
+def test_gate_profiles_draw_the_median_run_per_layer():
+    """On the log scale the line is the median run (a mean would be the open gate's alone)
+    and its band the middle half of the runs, which stays above zero."""
+    from analysis import needs_depth_plots
+
+    rows = [{"depth": 3, "group": group, "run": f"{group}{r}", "layer": layer,
+             "gate_activity": value}
+            for group, values in (("learns", [0.2, 0.3, 0.4]),
+                                  ("does not learn", [SHUT, 1e-6, 0.5]))
+            for r, value in enumerate(values) for layer in range(3)]
+    figure = needs_depth_plots.gate_profiles(pd.DataFrame(rows))
+    lines = {tuple(line.get_ydata()) for line in figure.axes[0].lines
+             if len(line.get_ydata()) == 3}
+    assert (0.3, 0.3, 0.3) in lines and (1e-6, 1e-6, 1e-6) in lines
+    band = figure.axes[0].collections[1].get_paths()[0].vertices[:, 1]  # does not learn
+    assert band.min() > 0 and band.min() == pytest.approx((SHUT + 1e-6) / 2, rel=0.01)
+    needs_depth_plots.plt.close("all")
