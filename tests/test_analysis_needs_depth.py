@@ -341,3 +341,15 @@ def test_gate_profiles_draw_the_median_run_per_layer():
     band = figure.axes[0].collections[1].get_paths()[0].vertices[:, 1]  # does not learn
     assert band.min() > 0 and band.min() == pytest.approx((SHUT + 1e-6) / 2, rel=0.01)
     needs_depth_plots.plt.close("all")
+
+
+def test_compare_with_residual_nets_alone_still_answers(analysed, tmp_path):
+    """--compare given only the MNIST residual nets: no grid to draw beside the tent grid
+    (named as missing), the residual table still written."""
+    folders, _, _ = analysed
+    assert main([str(folders["needs_depth"]), "--compare", str(folders["mnist_residual"]),
+                 "--out", str(tmp_path)]) == 0
+    section = (tmp_path / "needs_depth.md").read_text()
+    assert "holds no fully connected highway runs" in section
+    table = pd.read_csv(tmp_path / "needs_depth_families_compared.csv").set_index("depth")
+    assert table.loc[2, "residual_mean"] == pytest.approx(0.95)
