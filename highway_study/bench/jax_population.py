@@ -124,11 +124,15 @@ def train_step(learning_rate: float = 0.01):
         picked = jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], axis=-1)
         return -picked.sum(axis=(1, 2))  # summed over the batch, one loss per member
 
+    def total(params, images, labels):
+        per_member = losses(params, images, labels)
+        return per_member.sum(), per_member  # members share no weight: separate gradients
+
     def step(params, images, labels):
-        value, grads = jax.value_and_grad(lambda p: losses(p, images, labels).sum())(params)
-        del value
+        (_, per_member), grads = jax.value_and_grad(total, has_aux=True)(params, images,
+                                                                         labels)
         new = jax.tree_util.tree_map(lambda p, g: p - learning_rate * g, params, grads)
-        return new, losses(params, images, labels)
+        return new, per_member
 
     return jax.jit(step, donate_argnums=0)
 
