@@ -3,7 +3,7 @@ identity shortcut (residual_fc, y = x + H(x)) of the same width and depth?
 
 Written whenever the runs analysed hold residual nets on a data set other than the tent
 task (whose own section, needs_depth.md, asks the same question beside its other ones).
-Per data set, one table per depth: plain, residual, and highway nets at their
+Per data set, one table with a row per depth: plain, residual, and highway nets at their
 best carry bias and at -2, with the verdict rule of analysis.needs_depth (a cell learns
 when its mean test accuracy is halfway from chance to perfect and no seed diverged).
 """
