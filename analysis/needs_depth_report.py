@@ -192,7 +192,7 @@ def _families(study: Study) -> str:
     return "\n".join(lines)
 
 
-def family_rows(table: pd.DataFrame) -> tuple[list[str], str]:
+def family_rows(table: pd.DataFrame, task: str = "it") -> tuple[list[str], str]:
     """The markdown rows of a needs_depth.compare table and the sentence that sums it up
     (also the shortcut section of report.md, analysis.shortcuts)."""
     moderate = f"highway, carry bias {nd.MODERATE_BIAS:g}"
@@ -208,7 +208,8 @@ def family_rows(table: pd.DataFrame) -> tuple[list[str], str]:
     names = {"residual": "Residual nets", "highway_best": "highway nets at their best carry "
              "bias", "highway_moderate": f"highway nets at carry bias {nd.MODERATE_BIAS:g}",
              "plain": "plain nets"}
-    sentences = [f"{text} learn it at {_depths(table, name)}" for name, text in names.items()]
+    sentences = [f"{text} learn {task} at {_depths(table, name)}"
+                 for name, text in names.items()]
     answer = "; ".join(sentences) + "."
     both = table.dropna(subset=["residual_mean", "highway_best_mean"])
     if len(both):
@@ -338,16 +339,14 @@ def _other_families(study: Study) -> str:
     identity shortcut on MNIST too?"""
     name = _other_data(study)
     head = f"#### Residual and plain nets against highway nets on {name}"
-    families = set(nd.family_runs(study.other, "residual")["family"]) | set(
-        nd.family_runs(study.other, "plain")["family"])
-    if "residual" not in families:
+    if nd.family_runs(study.other, "residual").empty:
         return _missing(head, f"`--compare` holds no residual nets (add their sweep folder "
                               f"after the grid's: `--compare {study.other_name} "
                               f"outputs/experiments/mnist_residual`)",
                         nd.COMMANDS["mnist_residual"])
     chance = nd.data_chance(study.other)
-    rows, answer = family_rows(nd.compare(study.other, chance))
-    return "\n".join([head, "", answer.replace(" learn it ", f" learn {name} "), "", *rows, "",
+    rows, answer = family_rows(nd.compare(study.other, chance), name)
+    return "\n".join([head, "", answer, "", *rows, "",
                       f"Bold: the cell learns {name} (mean test accuracy ≥ "
                       f"{100 * nd.learn_mark(chance):g}%). Every number is in "
                       f"`{FAMILIES_COMPARED}`."])

@@ -38,9 +38,8 @@ def section(runs: pd.DataFrame, out_dir) -> str | None:
     for label, part in found:
         chance = nd.data_chance(part)
         table = nd.compare(part, chance)
-        rows, answer = family_rows(table)
-        lines += [f"### {label}", "", answer.replace(" learn it ", f" learn {label} "), "",
-                  *rows, "",
+        rows, answer = family_rows(table, label)
+        lines += [f"### {label}", "", answer, "", *rows, "",
                   f"Bold: the cell learns (mean test accuracy ≥ "
                   f"{100 * nd.learn_mark(chance):g}%, halfway from chance, and no seed "
                   f"diverged). Every number is in `{TABLE}`.", ""]
