@@ -50,6 +50,13 @@ def analyse(folders, out: Path, args) -> str:
     from analysis import plots, report, tables  # heavy imports only after the checks
     from analysis import needs_depth_report, paper_fig1
 
+    names = _studies(args) if args.optuna else []
+    if len(names) > 1:
+        if folders:
+            raise AnalysisError(
+                f"--study names {len(names)} studies ({', '.join(names)}): compare several "
+                "studies without FOLDERs, or give one study beside the folders.")
+        return analyse_studies(names, out, args)
     collection = collect(folders, args.threshold, args.gate_threshold) if folders else None
     if collection is not None and args.where:
         collection = select(collection, args.where)
@@ -59,7 +66,7 @@ def analyse(folders, out: Path, args) -> str:
     if args.optuna:
         from analysis.optuna_study import load_trials
 
-        optuna = load_trials(args.optuna, args.study)
+        optuna = load_trials(args.optuna, names[0])
     if collection is not None and collection.skipped:
         _warn_skipped(collection.skipped)
     mixed = pooled_warning(pooled(collection)) if collection is not None else None
@@ -107,6 +114,43 @@ def analyse(folders, out: Path, args) -> str:
     skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
     return (f"Analysed {len(collection.runs)} runs{skipped}: {out / 'runs.csv'}, "
             f"{len(figures)} figures in {figures_dir}, {out / 'report.md'}{section}")
+
+
+def _studies(args) -> list:
+    """The study names --study gives (names or shell patterns), or [None]: the newest."""
+    if not args.study:
+        return [None]
+    from analysis.optuna_compare import matching_studies
+    from analysis.optuna_study import shown, study_names
+
+    return matching_studies(study_names(args.optuna), args.study, shown(args.optuna))
+
+
+def analyse_studies(names, out: Path, args) -> str:
+    """Each study analysed alone into out/<study>/, then out/report.md comparing them."""
+    from analysis import optuna_compare
+    from analysis.optuna_study import load_study, trials_table
+
+    studies = {}
+    for name in names:
+        analyse([], out / name, argparse.Namespace(**{**vars(args), "study": [name]}))
+        study = load_study(args.optuna, name)
+        studies[name] = (optuna_compare.study_setting(study), trials_table(study))
+    table = optuna_compare.comparison(studies)
+    figures = {}
+    drawn = optuna_compare.figure(studies)
+    if drawn is not None:
+        path = out / "figures" / f"{optuna_compare.FIGURE}.{args.format}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        drawn.savefig(path, dpi=120, bbox_inches="tight")
+        optuna_compare.plt.close(drawn)
+        figures[optuna_compare.FIGURE] = path.relative_to(out).as_posix()
+    table.to_csv(out / "optuna_studies.csv", index=False)
+    links = {name: f"{name}/report.md" for name in names}
+    (out / "report.md").write_text(optuna_compare.section(table, figures, links),
+                                   encoding="utf-8")
+    return (f"Analysed {len(names)} Optuna studies: {out / 'report.md'} (compared), each "
+            f"study's own report in {out}/<study>/")
 
 
 def _drawers(c, optuna, args, plots, tables) -> dict:
@@ -207,7 +251,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the deepest gated run, best test accuracy)")
     parser.add_argument("--optuna", metavar="URL",
                         help="Optuna storage to plot, e.g. sqlite:///outputs/optuna.db")
-    parser.add_argument("--study", help="Optuna study name (default: the newest in the storage)")
+    parser.add_argument("--study", nargs="+", metavar="STUDY",
+                        help="Optuna study name (default: the newest in the storage); several "
+                             "names or shell patterns ('bias_lr_*') compare those studies")
     parser.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="analyse only the runs whose config has KEY=VALUE, e.g. "
                              "loss_reduction=sum (repeatable: all must hold)")

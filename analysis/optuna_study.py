@@ -43,17 +43,8 @@ def load_study(storage: str, study_name: str | None = None):
     for a storage that cannot be read, holds no study or not this one."""
     import optuna
 
-    _check_sqlite_file(storage)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        summaries = optuna.get_all_study_summaries(storage=storage)
-    except Exception as error:  # noqa: BLE001 - any storage error is the user's URL or file
-        raise AnalysisError(
-            f"Cannot read Optuna storage {shown(storage)!r}: {_first_line(error, storage)}."
-        ) from None
+    summaries = _summaries(storage)
     names = [s.study_name for s in summaries]
-    if not names:
-        raise AnalysisError(f"Optuna storage {shown(storage)!r} holds no study.")
     if study_name is None:
         # The newest study, as a sweep that is re-run creates or extends the latest one.
         newest = max(summaries, key=lambda s: s.datetime_start or datetime.min)
@@ -63,6 +54,30 @@ def load_study(storage: str, study_name: str | None = None):
             f"Optuna study {study_name!r} is not in {shown(storage)!r}: use one of "
             f"{', '.join(names)}.")
     return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def study_names(storage: str) -> list[str]:
+    """The names of the storage's studies, oldest first."""
+    summaries = sorted(_summaries(storage), key=lambda s: s.datetime_start or datetime.min)
+    return [s.study_name for s in summaries]
+
+
+def _summaries(storage: str) -> list:
+    """The storage's study summaries; AnalysisError for a storage that cannot be read or
+    holds no study."""
+    import optuna
+
+    _check_sqlite_file(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        summaries = optuna.get_all_study_summaries(storage=storage)
+    except Exception as error:  # noqa: BLE001 - any storage error is the user's URL or file
+        raise AnalysisError(
+            f"Cannot read Optuna storage {shown(storage)!r}: {_first_line(error, storage)}."
+        ) from None
+    if not summaries:
+        raise AnalysisError(f"Optuna storage {shown(storage)!r} holds no study.")
+    return summaries
 
 
 def trials_table(study) -> pd.DataFrame:

@@ -33,6 +33,9 @@ OBJECTIVES = ("best_val_accuracy", "final_val_accuracy", "test_accuracy", "layer
 # The Optuna study attribute naming its objectives in order (written by the search, read by
 # the analysis to name each value column).
 STUDY_OBJECTIVES_ATTR = "highway_study.objectives"
+# The study attribute holding what its search fixed (dotted config key -> value: depth,
+# model.name, ...), written by runtime.study_guard, read by the analysis to compare studies.
+STUDY_CONFIG_ATTR = "highway_study.fixed_config"
 
 
 class RecordError(ValueError):

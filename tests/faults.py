@@ -68,6 +68,12 @@ for _what, _command, _outcome, _test in [
      "depth, learning rate, ...)", "`python -m analysis --optuna URL`",
      "exit 1 in one sentence naming its parameters",
      "test_analysis_optuna.py::test_study_of_unknown_parameters_is_refused"),
+    ("a `--study` pattern that names no study of the database", "`python -m analysis --optuna URL "
+     "--study 'paper_*'`", "exit 1: the sentence names the pattern and lists the studies there",
+     "test_analysis_optuna.py::test_a_study_pattern_naming_none_is_one_sentence"),
+    ("several studies compared beside run folders", "`python -m analysis FOLDER --optuna URL "
+     "--study 'bias_lr_*'`", "exit 1 in one sentence: compare studies without FOLDERs",
+     "test_analysis_optuna.py::test_several_studies_beside_run_folders_are_refused"),
     ("conv settings out of range or on a dense model (`model.pool_after=[3]` at depth 3, "
      "`model.dropout=1.0`, `model.readout=mean`, non-square features, pooling on highway_fc)",
      "`python -m highway_study model=highway_conv model.dropout=1.0`", "exit 2 and one sentence",

@@ -212,3 +212,73 @@ def test_a_learning_rate_only_study_is_drawn(tmp_path, capsys):
     plt.close(fig)
     assert main(["--optuna", url, "--out", str(tmp_path / "out")]) == 0
     capsys.readouterr()
+
+
+def depth_study(url, depth, target, model="highway_fc"):
+    """A per-depth search as bias_lr_optuna records it (its fixed depth and model), whose
+    trials are set: the best at carry bias `target`, one more within half a point of it."""
+    study = optuna.create_study(study_name=f"bias_lr_{model}_mnist_depth{depth}", storage=url,
+                                direction="maximize")
+    study.set_user_attr(record.STUDY_OBJECTIVES_ATTR, ["best_val_accuracy"])
+    study.set_user_attr(record.STUDY_CONFIG_ATTR, {"depth": depth, "model.name": model})
+    for bias in (target - 5.0, target, target - 0.25, target + 4.0):
+        study.enqueue_trial({"carry_bias": bias, "optimizer.learning_rate": 0.01})
+
+    def objective(trial):
+        bias = trial.suggest_float("carry_bias", -20.0, -1.0)
+        trial.suggest_float("optimizer.learning_rate", 1e-4, 1.0, log=True)
+        return 0.95 - 0.01 * abs(bias - target)
+
+    study.optimize(objective, n_trials=4)
+    return study
+
+
+@pytest.mark.parametrize("targets, verdict", [
+    ({20: -2.0, 100: -6.0, 1000: -15.0},
+     "depth 20: -2, depth 100: -6, depth 1000: -15: more negative at every deeper depth"),
+    ({20: -6.0, 100: -2.0, 1000: -15.0},
+     "depth 20: -6, depth 100: -2, depth 1000: -15: not monotonic in depth"),
+])
+def test_per_depth_studies_are_compared(tmp_path, capsys, targets, verdict):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for depth in (1000, 20, 100):  # made out of order: the comparison sorts by depth
+        depth_study(url, depth, targets[depth])
+    out = tmp_path / "out"
+    assert main(["--optuna", url, "--study", "bias_lr_*", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "optuna_studies.csv")
+    assert table["depth"].tolist() == [20, 100, 1000]
+    assert table["best_carry_bias"].tolist() == [targets[20], targets[100], targets[1000]]
+    assert table["near_best"].tolist() == [2, 2, 2]  # the best and the one 0.25 below it
+    report = (out / "report.md").read_text()
+    assert verdict in report
+    assert (f"| [`bias_lr_highway_fc_mnist_depth100`](bias_lr_highway_fc_mnist_depth100/"
+            f"report.md) | highway_fc | 100 | 4 | 95.00% (trial 1) | {targets[100]:g} | 0.01 | "
+            f"{targets[100] - 0.25:g} to {targets[100]:g} (2 trials) |") in report
+    assert "(figures/optuna_compared.png)" in report
+    assert (out / "figures" / "optuna_compared.png").exists()
+    for depth in (20, 100, 1000):  # each study's own analysis beside the comparison
+        own = out / f"bias_lr_highway_fc_mnist_depth{depth}"
+        assert (own / "report.md").exists() and (own / "figures" / "optuna_history.png").exists()
+    assert "Analysed 3 Optuna studies" in capsys.readouterr().out
+
+
+def test_a_study_pattern_naming_none_is_one_sentence(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    depth_study(url, 20, -2.0)
+    assert main(["--optuna", url, "--study", "bias_lr_*", "paper_*", "--out",
+                 str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--study 'paper_*' names no study" in err and "bias_lr_highway_fc_mnist_depth20" in err
+
+
+def test_several_studies_beside_run_folders_are_refused(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    depth_study(url, 20, -2.0)
+    depth_study(url, 100, -6.0)
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    assert main([str(folder), "--optuna", url, "--study", "bias_lr_*", "--out",
+                 str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--study names 2 studies" in err and len(err.splitlines()) == 1

@@ -30,7 +30,7 @@ from highway_study import record
 
 log = logging.getLogger("highway_study.study")
 
-CONFIG_ATTR = "highway_study.fixed_config"
+CONFIG_ATTR = record.STUDY_CONFIG_ATTR
 SPACE_ATTR = "highway_study.search_space"
 # Keys that only say where data lives, what is logged or how fast the same maths runs:
 # a study may pool trials that differ in them.

@@ -1,0 +1,190 @@
+"""Several Optuna studies side by side: the best setting each search found, per depth.
+
+The per-depth searches (hparams_search=bias_lr_optuna at depth 20, 100, 1000, ...) each
+answer for one depth; the question they exist for spans them: does the carry bias the
+search prefers become more negative with depth, as the grid's rule has it? One search's
+best trial is a noisy answer when many trials score alike (at depth 1000 every carry bias
+from -20 to -10 reaches the same accuracy), so the table also gives the carry biases of
+every trial within NEAR points of the best.
+
+A study's depth and model are read from the fixed config its search recorded
+(runtime.study_guard); a study made without one has no depth in the table.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.collect import AnalysisError
+from analysis.optuna_figures import AXIS_LABELS
+from analysis.optuna_report import NAMES, number, show
+from highway_study.record import STUDY_CONFIG_ATTR
+NEAR = 0.005  # "near the best": within half a point of accuracy (or 0.005 of the value)
+FIGURE = "optuna_compared"
+
+
+def matching_studies(names: list[str], patterns: list[str], storage: str) -> list[str]:
+    """Every study named by a name or shell pattern (fnmatch), in the storage's order; a
+    pattern that names none ends in one sentence that lists the studies there are."""
+    picked = []
+    for pattern in patterns:
+        found = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not found:
+            raise AnalysisError(
+                f"--study {pattern!r} names no study in {storage!r}: use one of "
+                f"{', '.join(names) or '(none)'} (shell patterns such as 'bias_lr_*' work).")
+        picked += [n for n in found if n not in picked]
+    return picked
+
+
+def study_setting(study) -> dict:
+    """What the search fixed that tells studies apart: model and depth (None if unknown)."""
+    fixed = study.user_attrs.get(STUDY_CONFIG_ATTR) or {}
+    depth = fixed.get("depth")
+    return {"model": fixed.get("model.name"), "depth": int(depth) if depth is not None else None}
+
+
+def comparison(studies: dict[str, tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per study: its setting, finished trials, the best trial of its first
+    objective and the carry biases of the trials near that best."""
+    rows = []
+    for name, (setting, trials) in studies.items():
+        row = {"study": name, **setting, "trials": len(trials)}
+        if not trials.empty:
+            column = trials.attrs["objectives"][0]
+            maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
+            best = trials.loc[trials[column].idxmax() if maximize else trials[column].idxmin()]
+            near = trials[(trials[column] - best[column]).abs() <= NEAR]
+            row.update(objective=trials.attrs["labels"][0], best_value=best[column],
+                       best_trial=int(best["number"]), near_best=len(near))
+            for param in trials.attrs["params"]:
+                row[f"best_{param}"] = best[param]
+            if "carry_bias" in trials:
+                row["near_carry_bias_min"] = near["carry_bias"].min()
+                row["near_carry_bias_max"] = near["carry_bias"].max()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = [c for c in ("model", "depth") if table[c].notna().any()]
+    return table.sort_values(order, kind="stable").reset_index(drop=True) if order else table
+
+
+def section(table: pd.DataFrame, figures: dict, links: dict[str, str]) -> str:
+    """The report: the table, the answer on the carry bias over depth, the figure and a link
+    to each study's own report."""
+    from analysis.markdown import figure_link
+
+    params = [c.removeprefix("best_") for c in table if c.startswith("best_")
+              and c not in ("best_value", "best_trial")]
+    header = ["study", "model", "depth", "trials", "best value",
+              *[NAMES.get(p, p) for p in params], "carry bias near the best"]
+    rows = []
+    for _, row in table.iterrows():
+        value = (f"{show(row['objective'], row['best_value'])} (trial {row['best_trial']})"
+                 if pd.notna(row.get("best_value")) else "no finished trial")
+        near = (f"{number(row['near_carry_bias_min'])} to {number(row['near_carry_bias_max'])}"
+                f" ({row['near_best']} trial{'s' if row['near_best'] != 1 else ''})"
+                if pd.notna(row.get("near_carry_bias_min")) else "–")
+        rows.append([f"[`{row['study']}`]({links[row['study']]})", str(row["model"] or "–"),
+                     number(row["depth"]) if pd.notna(row["depth"]) else "–",
+                     str(row["trials"]), value,
+                     *[number(row[f"best_{p}"]) if pd.notna(row.get(f"best_{p}")) else "–"
+                       for p in params], near])
+    lines = ["## Optuna studies compared", "",
+             f"{len(table)} studies; for each, its best trial by its first objective, and the "
+             f"range of carry bias over the trials within {NEAR * 100:g} points (accuracy) or "
+             f"{NEAR:g} (other values) of that best, a steadier answer than one trial when "
+             "many trials score alike. Each study's own report is linked.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             *["| " + " | ".join(row) + " |" for row in rows], ""]
+    answer = depth_answer(table)
+    if answer:
+        lines += [answer, ""]
+    link = figure_link(figures, FIGURE, "Every trial's carry bias and learning rate per depth")
+    if link:
+        lines += [link, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def depth_answer(table: pd.DataFrame) -> str | None:
+    """Whether the best carry bias becomes more negative with depth, per model, when the
+    studies searched the carry bias at two or more depths."""
+    if "best_carry_bias" not in table:
+        return None
+    parts = []
+    for model, rows in table.dropna(subset=["depth", "best_carry_bias"]).groupby(
+            "model", dropna=False, sort=False):
+        rows = rows.sort_values("depth")
+        if rows["depth"].nunique() < 2 or len(rows) != rows["depth"].nunique():
+            continue
+        biases = rows["best_carry_bias"].to_numpy()
+        listed = ", ".join(f"depth {int(d)}: {number(b)}" for d, b in
+                           zip(rows["depth"], biases))
+        steps = np.diff(biases)
+        if np.all(steps < 0):
+            verdict = "more negative at every deeper depth, as the grid's rule has it"
+        elif np.all(steps > 0):
+            verdict = "less negative at every deeper depth, against the grid's rule"
+        else:
+            verdict = "not monotonic in depth"
+        who = f"{model}: " if model else ""
+        parts.append(f"{who}the best carry bias found is {listed}: {verdict}.")
+    if not parts:
+        return None
+    return ("**Does the best carry bias follow depth?** " + " ".join(parts) + " Read it "
+            "beside the ranges near the best: where they overlap, the searches do not tell "
+            "the depths apart.")
+
+
+def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
+    """Every trial's carry bias (and learning rate) at its study's depth, coloured by its
+    first objective; each study's best trial starred. None unless depths are known."""
+    points = []
+    for name, (setting, trials) in studies.items():
+        if setting["depth"] is None or trials.empty or "carry_bias" not in trials:
+            continue
+        column = trials.attrs["objectives"][0]
+        maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
+        best = trials[column].idxmax() if maximize else trials[column].idxmin()
+        part = trials.assign(depth=setting["depth"], model=setting["model"] or "",
+                             value=trials[column], best=trials.index == best)
+        points.append(part)
+    if not points:
+        return None
+    frame = pd.concat(points, ignore_index=True)
+    depths = sorted(frame["depth"].unique())
+    position = {d: i for i, d in enumerate(depths)}
+    models = list(dict.fromkeys(frame["model"]))
+    shift = {m: (i - (len(models) - 1) / 2) * 0.2 for i, m in enumerate(models)}
+    ys = [p for p in ("carry_bias", "optimizer.learning_rate") if p in frame]
+    fig, axes = plt.subplots(1, len(ys), figsize=(6 * len(ys), 4.6), squeeze=False)
+    markers = dict(zip(models, "osD^v"))
+    for ax, y in zip(axes.ravel(), ys):
+        for model in models:
+            part = frame[frame["model"] == model]
+            x = part["depth"].map(position) + shift[model]
+            jitter = np.random.default_rng(0).uniform(-0.06, 0.06, len(part))
+            dots = ax.scatter(x + jitter, part[y], c=part["value"], cmap="viridis",
+                              vmin=frame["value"].min(), vmax=frame["value"].max(), s=40,
+                              marker=markers[model], edgecolors="white", linewidths=0.5,
+                              label=model or None)
+            best = part[part["best"]]
+            ax.scatter(best["depth"].map(position) + shift[model], best[y], marker="*",
+                       s=260, facecolors="none", edgecolors="crimson", linewidths=1.5)
+        ax.set_xticks(range(len(depths)), [str(d) for d in depths])
+        if y == "optimizer.learning_rate":
+            ax.set_yscale("log")
+        ax.set(xlabel="depth (layers)", ylabel=AXIS_LABELS.get(y, y),
+               title=f"{NAMES.get(y, y)} of every trial (best starred)")
+        if len(models) > 1:
+            ax.legend(loc="best", fontsize=8)
+    fig.colorbar(dots, ax=axes.ravel().tolist(), label=studies_label(studies))
+    return fig
+
+
+def studies_label(studies) -> str:
+    labels = {trials.attrs["labels"][0] for _, trials in studies.values() if not trials.empty}
+    return NAMES.get(next(iter(labels)), next(iter(labels))) if len(labels) == 1 else "value"
