@@ -56,9 +56,15 @@ def family_runs(runs: pd.DataFrame, family: str) -> pd.DataFrame:
 
 def with_layers_used(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     """`runs` with layers_used (record.layers_used: layers whose final mean transform gate
-    is >= record.USED_GATE), NaN for runs without gates."""
-    used = gates.groupby("run")["gate_activity"].agg(lambda g: record.layers_used(list(g)))
+    is at least record.used_floor of the run's carry bias), NaN for runs without gates."""
+    bias = runs.set_index("run")["carry_bias"]
+    used = {run: record.layers_used(list(group["gate_activity"]), _known(bias.get(run)))
+            for run, group in gates.groupby("run")}
     return runs.assign(layers_used=runs["run"].map(used).astype(float))
+
+
+def _known(value):
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def learns(cell, chance_level: float = TASK_CHANCE) -> bool | None:
@@ -145,7 +151,7 @@ def deep_vs_shallow(runs: pd.DataFrame) -> dict | None:
 def gate_groups(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     """Learning vs non-learning highway cells (completed runs): cells, runs, depths, mean
     test accuracy, layers used (mean, and as a share of depth), mean transform gate over
-    layers and runs, and the share of layers at or above record.USED_GATE."""
+    layers and runs, and the share of all their layers that are used."""
     highway = family_runs(runs, "highway")
     highway = highway[highway["status"] == "completed"]
     cells = grid(runs)[["depth", "carry_bias", "learns"]]
@@ -166,7 +172,7 @@ def gate_groups(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
             "layers_used_sd": group["layers_used"].std(),
             "layers_used_share": share.mean(),
             "mean_gate": layers.mean(),
-            "share_of_layers_used": (layers >= record.USED_GATE).mean()
+            "share_of_layers_used": group["layers_used"].sum() / group["depth"].sum()
             if len(layers) else np.nan,
         })
     return pd.DataFrame(rows)

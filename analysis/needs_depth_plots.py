@@ -64,7 +64,7 @@ def gate_profiles(profile: pd.DataFrame, max_panels: int = 4) -> plt.Figure:
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=f"depth {depth}", xlabel="layer", ylabel="mean transform gate T")
-    axes.flat[0].legend(title=f"cell (dashed: T = {record.USED_GATE:g}, a used layer)",
+    axes.flat[0].legend(title=f"cell (dashed: T = {record.USED_GATE:g}, the least a used layer has)",
                         fontsize="small", title_fontsize="small")
     fig.suptitle("Transform gates at the end of training: cells that learn the task vs not "
                  "(median over runs, band: their middle half)")

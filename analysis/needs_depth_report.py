@@ -139,8 +139,10 @@ def _header(study: Study) -> str:
              f"bias) *learns* the task when the mean test accuracy of its seeds is at least "
              f"{100 * nd.LEARNS:g}%, halfway from chance ({100 * nd.TASK_CHANCE:g}%) to "
              f"perfect, and none of its seeds diverged. A layer is *used* when its mean "
-             f"transform gate T at the end of training is at least {record.USED_GATE:g} "
-             f"(`layers_used` of the run record). Numbers are means ± sd over seeds; every "
+             f"transform gate T at the end of training is at least {record.USED_GATE:g} and "
+             f"opened in training: at least {record.USED_OPENING:g} times its start, "
+             f"sigmoid(carry bias), or {record.USED_HALF:g} (`layers_used` of the run "
+             f"record). Numbers are means ± sd over seeds; every "
              f"cell is in `needs_depth_cells.csv`."]
     if study.warning:
         lines += ["", f"**Warning (--compare {study.other_name}):** {study.warning}"]
@@ -260,7 +262,7 @@ def _deep_verdict(answer: dict) -> str:
         return ("As on MNIST: it uses none of its layers and does what the shallow net does, "
                 "so here too it is the shallow net in disguise.")
     if answer["uses_no_layer"]:
-        return (f"Not as on MNIST: no layer's gate reaches {record.USED_GATE:g}, yet it "
+        return ("Not as on MNIST: none of its layers is used (no gate opened), yet it "
                 + ("learns where the shallow net fails: gates below that do the work."
                    if learns else "fails where the shallow net learns."))
     if learns:
@@ -280,8 +282,8 @@ def _gates(study: Study, figures: dict) -> str:
         return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
     groups = nd.gate_groups(study.runs, study.gates)
     rows = ["| cells of the grid | cells (runs) | depths | mean test accuracy | layers used "
-            "| share of depth used | mean T over layers | layers with T ≥ "
-            f"{record.USED_GATE:g} |", "|---|---|---|---|---|---|---|---|"]
+            "| share of depth used | mean T over layers | layers used, pooled over runs |",
+            "|---|---|---|---|---|---|---|---|"]
     for _, g in groups.iterrows():
         rows.append(f"| {g['group']} | {g['cells']} ({g['runs']}) | {g['depths'] or '–'} | "
                     f"{percent(g['test_accuracy'])} | "

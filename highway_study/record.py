@@ -100,19 +100,36 @@ class Summary:
     @property
     def layers_used(self) -> int | None:
         """How many highway layers the trained net uses (`layers_used`); None without gates."""
-        return layers_used(self.gate_activity) if self.gate_activity else None
+        if not self.gate_activity:
+            return None
+        return layers_used(self.gate_activity, (self.config or {}).get("carry_bias"))
 
 
 # A highway layer is "used" when its mean transform-gate value T, measured on held-out
-# examples at the end of training, is at least this: it then takes at least a tenth of its
-# output from its transform H(x) instead of carrying x through. Derived from gate_activity,
-# so every record that has gates (of any version) has it.
+# examples at the end of training, is at least USED_GATE (it then takes at least a tenth of
+# its output from its transform H(x) instead of carrying x through) and its gate opened in
+# training: T reached twice its start, sigmoid(carry_bias), or one half. Without the second
+# rule a net at carry bias -1 or -2, whose gates start at 0.27 or 0.12, would "use" every
+# layer whose gate never moved. Derived from gate_activity and the config, so every record
+# that has gates (of any version) has it.
 USED_GATE = 0.1
+USED_OPENING = 2.0  # times the gate's start
+USED_HALF = 0.5
 
 
-def layers_used(gate_activity) -> int:
-    """The number of layers whose mean transform-gate value is at least USED_GATE."""
-    return sum(1 for value in gate_activity if value is not None and value >= USED_GATE)
+def used_floor(carry_bias=None) -> float:
+    """The mean gate value from which a layer counts as used, for nets of this carry bias
+    (USED_GATE alone when the carry bias is unknown)."""
+    if carry_bias is None:
+        return USED_GATE
+    start = 1.0 / (1.0 + math.exp(-float(carry_bias)))
+    return max(USED_GATE, min(USED_OPENING * start, USED_HALF))
+
+
+def layers_used(gate_activity, carry_bias=None) -> int:
+    """The number of layers whose mean transform-gate value is at least used_floor(carry_bias)."""
+    floor = used_floor(carry_bias)
+    return sum(1 for value in gate_activity if value is not None and value >= floor)
 
 
 def failed(config: dict, message: str, rows=()) -> Summary:

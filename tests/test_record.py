@@ -165,3 +165,26 @@ def test_layers_used_counts_layers_whose_gate_transforms_at_least_the_stated_sha
     summary = record.Summary(status="completed", config={}, gate_activity=[0.2, 0.01, 0.3])
     assert summary.layers_used == 2
     assert record.Summary(status="completed", config={}).layers_used is None  # no gates
+
+
+@pytest.mark.parametrize("carry_bias, gates, used", [
+    (-3.0, [0.1, 0.0999, 0.5], 2),       # start 0.047: the 0.1 floor decides
+    (-2.0, [0.12, 0.2, 0.24, 0.6], 2),   # start 0.119: twice it, 0.238, decides
+    (-1.0, [0.27, 0.49, 0.5, 0.9], 2),   # start 0.269: one half caps twice it (0.538)
+    (1.0, [0.73, 0.4, 0.5], 2),          # gates that start open: from one half
+    (-20.0, [2e-9, 0.05, 0.1], 1),
+])
+def test_a_layer_is_used_only_when_its_gate_opened_from_where_the_carry_bias_put_it(
+        carry_bias, gates, used):
+    assert record.layers_used(gates, carry_bias) == used
+    summary = record.Summary(status="completed", config={"carry_bias": carry_bias},
+                             gate_activity=gates)
+    assert summary.layers_used == used == record.objective(summary, "layers_used")
+
+
+def test_a_net_whose_gates_never_moved_from_minus_two_uses_no_layer():
+    start = 1.0 / (1.0 + math.exp(2.0))  # 0.119: above 0.1, yet nothing was learned
+    summary = record.Summary(status="completed", config={"carry_bias": -2},
+                             gate_activity=[start] * 100)
+    assert record.layers_used([start] * 100) == 100  # the floor alone would count them all
+    assert summary.layers_used == 0
