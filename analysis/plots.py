@@ -86,7 +86,7 @@ def accuracy_vs_depth(runs: pd.DataFrame) -> plt.Figure:
     note = f" ({lost} diverged/failed runs not shown)" if lost else ""
     ax.set(xlabel="depth (layers)", ylabel="test accuracy (%)", ylim=(0, 100),
            title="Test accuracy vs depth" + note)
-    ax.legend(title=None, fontsize="small")
+    _legend(ax, len(order), None)
     fig.tight_layout()
     return fig
 
@@ -106,7 +106,10 @@ def learning_curves(runs: pd.DataFrame, curves: pd.DataFrame, threshold: float,
     for ax in grid.axes.flat:
         ax.axhline(100 * threshold, color="0.5", ls="--", lw=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    grid.legend.set_title("network")
+    if len(_series_order(data)) > MAX_LEGEND:  # a search's many settings: no legend
+        grid.legend.remove()
+    else:
+        grid.legend.set_title("network")
     grid.set_axis_labels("epoch", "validation accuracy (%)")
     grid.set_titles("depth {col_name}")
     grid.set(ylim=(0, 100))
@@ -125,10 +128,11 @@ def gate_heatmap(gates: pd.DataFrame, max_panels: int = 3) -> plt.Figure:
     for k, (ax, depth) in enumerate(zip(axes.flat, depths)):
         pivot = gates[gates["depth"] == depth].pivot_table(
             index="layer", columns="carry_bias", values="gate_activity", aggfunc="mean")
+        # Every column labelled, to 3 digits: a search's carry biases are many and not round.
         sns.heatmap(pivot, ax=ax, cmap="viridis", vmin=0, vmax=vmax, annot=bool(depth <= 20),
                     fmt=".2f", annot_kws={"fontsize": 7}, cbar=k == len(depths) - 1,
-                    cbar_kws={"label": "mean transform-gate activity T"})
-        ax.set_xticklabels([f"{b:g}" for b in pivot.columns])
+                    cbar_kws={"label": "mean transform-gate activity T"},
+                    xticklabels=[f"{b:.3g}" for b in pivot.columns])
         ax.set(title=f"depth {depth}", xlabel="carry_bias (initial b_T)", ylabel="layer")
     fig.suptitle("Transform-gate activity per layer at the end of training")
     return fig
@@ -147,7 +151,7 @@ def effective_depth(runs: pd.DataFrame, gate_threshold: float) -> plt.Figure:
     _log_x_if_wide(ax, data["depth"])
     ax.set(xlabel="depth (layers)", ylabel=f"layers with mean T > {gate_threshold:g}",
            title="Effective depth of highway nets")
-    ax.legend(title="carry_bias", fontsize="small")
+    _legend(ax, len(order), "carry_bias")
     fig.tight_layout()
     return fig
 
@@ -249,6 +253,21 @@ def _mark_cells(ax, panel, grid, fontsize) -> None:
         ax.text(j + 0.5, i + 0.5, cell["mark"], ha="center", va="center",
                 fontsize=fontsize + 1, fontweight="bold", color="0.15",
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "lw": 0})
+
+
+MAX_LEGEND = 12  # more entries than this (an Optuna search's trials) are not listed
+
+
+def _legend(ax, entries: int, title) -> None:
+    """A legend of up to MAX_LEGEND entries; beyond that, a note instead (the settings of
+    each line are in runs.csv)."""
+    if entries > MAX_LEGEND:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        ax.set_title(f"{ax.get_title()}\n({entries} settings, one line each: see runs.csv)",
+                     fontsize="small")
+        return
+    ax.legend(title=title, fontsize="small")
 
 
 def _series_order(data) -> list[str]:

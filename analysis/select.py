@@ -43,10 +43,20 @@ def pooled_warning(found: dict[str, list[str]]) -> str | None:
     """One sentence for stderr and the report, or None when no cell mixes settings."""
     if not found:
         return None
-    mixed = "; ".join(f"{key} ({', '.join(values)})" for key, values in found.items())
+    mixed = "; ".join(f"{key} ({_listed(values)})" for key, values in found.items())
     key, values = next(iter(found.items()))
     return (f"Cells pool runs that differ in {mixed}, so their means mix those settings: "
             f"pick one with --where, e.g. --where {key}={values[0]}.")
+
+
+def _listed(values: list[str], most: int = 6) -> str:
+    """The values, or for a search's many values their count and range."""
+    if len(values) <= most:
+        return ", ".join(values)
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce")
+    if numbers.notna().all():
+        return f"{len(values)} values from {numbers.min():.3g} to {numbers.max():.3g}"
+    return f"{', '.join(values[:most])} and {len(values) - most} more"
 
 
 def parse_where(text: str) -> tuple[str, str]:

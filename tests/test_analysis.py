@@ -379,3 +379,49 @@ def test_bad_where_ends_in_one_sentence(tmp_path, capsys, where, words):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     for word in words:
         assert word in err
+
+
+def test_a_search_of_many_carry_biases_and_rates_is_drawn_and_named_briefly(tmp_path, capsys):
+    """An Optuna search's trials: one depth, 15 carry biases and learning rates that are not
+    round. The gate figure labels every carry bias; the pooling warning gives a range."""
+    sweep = tmp_path / "search"
+    rates = [0.001 * 1.5 ** k for k in range(15)]
+    for k, rate in enumerate(rates):
+        for seed in (0, 1):  # two runs per carry bias, so the cells pool the rates
+            bias = -1.0 - 0.61803 * k
+            run = sweep / f"trial{k}_{seed}"
+            write_run(run, "highway_fc", 3, bias, seed, [0.5, 0.9], 0.9, [0.3, 0.2, 0.1])
+            summary = json.loads((run / "summary.json").read_text())
+            summary["config"]["optimizer"]["learning_rate"] = rate * (1 + seed)
+            (run / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert ("Cells pool runs that differ in optimizer.learning_rate (30 values from 0.001 to "
+            f"{2 * rates[-1]:.3g})") in err
+    assert (out / "figures" / "gate_activity.png").stat().st_size > 1000
+
+    from analysis import plots, tables
+    from analysis.collect import collect
+
+    figure = plots.gate_heatmap(tables.highway_gates(collect([sweep])))
+    labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert labels == [f"{-1.0 - 0.61803 * k:.3g}" for k in reversed(range(15))]
+    plots.plt.close("all")
+
+
+def test_figures_of_many_settings_have_no_legend_of_every_setting(tmp_path, capsys):
+    sweep = tmp_path / "search"
+    for k in range(15):
+        write_run(sweep / f"trial{k}", "highway_fc", 3, -1.0 - 0.61803 * k, 0, [0.5, 0.9], 0.9,
+                  [0.3, 0.2, 0.1])
+    from analysis import plots
+    from analysis.collect import collect
+
+    runs = collect([sweep]).runs
+    for figure in (plots.accuracy_vs_depth(runs), plots.effective_depth(runs, 0.1)):
+        ax = figure.axes[0]
+        assert ax.get_legend() is None and "15 settings, one line each" in ax.get_title()
+    few = collect([two_learning_rates(tmp_path)]).runs
+    assert plots.accuracy_vs_depth(few).axes[0].get_legend() is not None
+    plots.plt.close("all")
