@@ -108,7 +108,8 @@ def test_a_finished_run_skipped_in_a_sweep_returns_every_objective(tmp_path):
     from omegaconf import OmegaConf
 
     summary = record.Summary(status="completed", config=OmegaConf.to_container(cfg, resolve=True),
-                             best_val_accuracy=0.5, gate_activity=[0.3, 0.05, 0.2])
+                             best_val_accuracy=0.5, gate_activity=[0.3, 0.05, 0.5])
+    # 0.3 and 0.5 opened from the default carry bias's start (sigmoid(-2) = 0.12); 0.05 did not
     record.write_summary(tmp_path, summary)
     assert job.recorded_objective(tmp_path, cfg) == [0.5, 2.0]
     assert job.no_result(cfg.optimized_metric) == [0.0, 0.0]  # a refused run in a sweep
