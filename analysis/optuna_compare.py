@@ -14,6 +14,7 @@ A study's depth and model are read from the fixed config its search recorded
 from __future__ import annotations
 
 import fnmatch
+import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -140,11 +141,12 @@ def depth_answer(table: pd.DataFrame) -> str | None:
 
 
 def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
-    """Every trial's carry bias (and learning rate) at its study's depth, coloured by its
-    first objective; each study's best trial starred. None unless depths are known."""
+    """Every trial's carry bias and learning rate (those searched) at its study's depth,
+    coloured by its first objective, one marker per model; each study's best trial starred.
+    None unless depths are known."""
     points = []
     for name, (setting, trials) in studies.items():
-        if setting["depth"] is None or trials.empty or "carry_bias" not in trials:
+        if setting["depth"] is None or trials.empty:
             continue
         column = trials.attrs["objectives"][0]
         maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
@@ -155,16 +157,20 @@ def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
     if not points:
         return None
     frame = pd.concat(points, ignore_index=True)
+    ys = [p for p in ("carry_bias", "optimizer.learning_rate") if p in frame]
+    if not ys:
+        return None
     depths = sorted(frame["depth"].unique())
     position = {d: i for i, d in enumerate(depths)}
     models = list(dict.fromkeys(frame["model"]))
     shift = {m: (i - (len(models) - 1) / 2) * 0.2 for i, m in enumerate(models)}
-    ys = [p for p in ("carry_bias", "optimizer.learning_rate") if p in frame]
     fig, axes = plt.subplots(1, len(ys), figsize=(6 * len(ys), 4.6), squeeze=False)
-    markers = dict(zip(models, "osD^v"))
+    markers = dict(zip(models, itertools.cycle("osD^v")))
     for ax, y in zip(axes.ravel(), ys):
         for model in models:
-            part = frame[frame["model"] == model]
+            part = frame[(frame["model"] == model) & frame[y].notna()]  # plain nets: no b_T
+            if part.empty:
+                continue
             x = part["depth"].map(position) + shift[model]
             jitter = np.random.default_rng(0).uniform(-0.06, 0.06, len(part))
             dots = ax.scatter(x + jitter, part[y], c=part["value"], cmap="viridis",

@@ -282,3 +282,33 @@ def test_several_studies_beside_run_folders_are_refused(tmp_path, capsys):
                  str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert "--study names 2 studies" in err and len(err.splitlines()) == 1
+
+
+def test_plain_searches_are_drawn_beside_highway_ones_without_a_carry_bias(tmp_path):
+    """The paper's Figure 1 searches: plain nets search the learning rate only."""
+    from analysis import optuna_compare
+    from analysis.optuna_study import load_study, trials_table
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    depth_study(url, 20, -2.0)
+    plain = optuna.create_study(study_name="paper_lr_plain_fc_mnist_depth20", storage=url,
+                                direction="maximize")
+    plain.set_user_attr(record.STUDY_CONFIG_ATTR, {"depth": 20, "model.name": "plain_fc"})
+    plain.optimize(lambda t: t.suggest_float("optimizer.learning_rate", 1e-3, 1.0, log=True),
+                   n_trials=3)
+    names = ["bias_lr_highway_fc_mnist_depth20", "paper_lr_plain_fc_mnist_depth20"]
+    studies = {}
+    for name in names:
+        study = load_study(url, name)
+        studies[name] = (optuna_compare.study_setting(study), trials_table(study))
+    figure = optuna_compare.figure(studies)
+    bias_panel, rate_panel = figure.axes[:2]
+    points = lambda ax: sum(len(c.get_offsets()) for c in ax.collections)  # noqa: E731
+    assert points(bias_panel) == 4 + 1  # the highway trials and its star
+    assert points(rate_panel) == 4 + 1 + 3 + 1  # and the plain trials with theirs
+    assert [t.get_text() for t in rate_panel.get_legend().get_texts()] == ["highway_fc",
+                                                                          "plain_fc"]
+    table = optuna_compare.comparison(studies)
+    assert table["model"].tolist() == ["highway_fc", "plain_fc"]
+    assert pd.isna(table.loc[1, "best_carry_bias"]) and table.loc[1, "trials"] == 3
+    plt.close("all")
