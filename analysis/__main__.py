@@ -45,12 +45,13 @@ def main(argv=None) -> int:
     return 0
 
 
-def analyse(folders, out: Path, args) -> str:
-    """Collect, draw, write; return the one line that tells where everything went."""
+def analyse(folders, out: Path, args, optuna=None) -> str:
+    """Collect, draw, write; return the one line that tells where everything went. `optuna`:
+    the (name, trials table) of a study already loaded, instead of the one --study names."""
     from analysis import plots, report, tables  # heavy imports only after the checks
     from analysis import needs_depth_report, paper_fig1
 
-    names = _studies(args) if args.optuna else []
+    names = _studies(args) if args.optuna and optuna is None else []
     if len(names) > 1:
         if folders:
             raise AnalysisError(
@@ -62,8 +63,7 @@ def analyse(folders, out: Path, args) -> str:
         collection = select(collection, args.where)
     if collection is not None:
         collection = _step_resolution(collection, args, tables)
-    optuna = None
-    if args.optuna:
+    if names:
         from analysis.optuna_study import load_trials
 
         optuna = load_trials(args.optuna, names[0])
@@ -133,9 +133,10 @@ def analyse_studies(names, out: Path, args) -> str:
 
     studies = {}
     for name in names:
-        analyse([], out / name, argparse.Namespace(**{**vars(args), "study": [name]}))
         study = load_study(args.optuna, name)
-        studies[name] = (optuna_compare.study_setting(study), trials_table(study))
+        trials = trials_table(study)  # its importances are computed here, once
+        analyse([], out / name, args, optuna=(name, trials))
+        studies[name] = (optuna_compare.study_setting(study), trials)
     table = optuna_compare.comparison(studies)
     figures = {}
     drawn = optuna_compare.figure(studies)

@@ -58,13 +58,9 @@ def with_layers_used(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
     """`runs` with layers_used (record.layers_used: layers whose final mean transform gate
     is at least record.used_floor of the run's carry bias), NaN for runs without gates."""
     bias = runs.set_index("run")["carry_bias"]
-    used = {run: record.layers_used(list(group["gate_activity"]), _known(bias.get(run)))
+    used = {run: record.layers_used(list(group["gate_activity"]), bias.get(run))
             for run, group in gates.groupby("run")}
     return runs.assign(layers_used=runs["run"].map(used).astype(float))
-
-
-def _known(value):
-    return None if value is None or pd.isna(value) else float(value)
 
 
 def learns(cell, chance_level: float = TASK_CHANCE) -> bool | None:

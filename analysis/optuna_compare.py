@@ -23,7 +23,9 @@ import pandas as pd
 from analysis.collect import AnalysisError
 from analysis.optuna_figures import AXIS_LABELS
 from analysis.optuna_report import NAMES, number, show
+from analysis.optuna_study import best_index
 from highway_study.record import STUDY_CONFIG_ATTR
+
 NEAR = 0.005  # "near the best": within half a point of accuracy (or 0.005 of the value)
 FIGURE = "optuna_compared"
 
@@ -57,8 +59,7 @@ def comparison(studies: dict[str, tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
         row = {"study": name, **setting, "trials": len(trials)}
         if not trials.empty:
             column = trials.attrs["objectives"][0]
-            maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
-            best = trials.loc[trials[column].idxmax() if maximize else trials[column].idxmin()]
+            best = trials.loc[best_index(trials)]
             near = trials[(trials[column] - best[column]).abs() <= NEAR]
             row.update(objective=trials.attrs["labels"][0], best_value=best[column],
                        best_trial=int(best["number"]), near_best=len(near))
@@ -148,11 +149,9 @@ def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
     for name, (setting, trials) in studies.items():
         if setting["depth"] is None or trials.empty:
             continue
-        column = trials.attrs["objectives"][0]
-        maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
-        best = trials[column].idxmax() if maximize else trials[column].idxmin()
         part = trials.assign(depth=setting["depth"], model=setting["model"] or "",
-                             value=trials[column], best=trials.index == best)
+                             value=trials[trials.attrs["objectives"][0]],
+                             best=trials.index == best_index(trials))
         points.append(part)
     if not points:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.markdown import figure_link
+from analysis.optuna_study import best_index
 
 NAMES = {"optimizer.learning_rate": "learning rate", "best_val_accuracy": "best val accuracy",
          "final_val_accuracy": "final val accuracy", "test_accuracy": "test accuracy",
@@ -34,8 +35,7 @@ def section(name: str, trials: pd.DataFrame, figures: dict) -> str:
 
 
 def _best(trials, column, label, params) -> str:
-    maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
-    best = trials.loc[trials[column].idxmax() if maximize else trials[column].idxmin()]
+    best = trials.loc[best_index(trials)]
     settings = ", ".join(f"{NAMES.get(p, p)} = {number(best[p])}" for p in params)
     what = "" if label == column else f" ({NAMES.get(label, label)} {show(label, best[column])})"
     return (f"Best trial {int(best['number'])}: best value {best[column]:.4f}{what}, "

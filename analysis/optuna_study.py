@@ -110,6 +110,13 @@ def trials_table(study) -> pd.DataFrame:
     return frame
 
 
+def best_index(trials: pd.DataFrame):
+    """The row label of the best finished trial by the study's first objective and direction."""
+    column = trials.attrs["objectives"][0]
+    maximize = trials.attrs.get("directions", ["maximize"])[0] == "maximize"
+    return trials[column].idxmax() if maximize else trials[column].idxmin()
+
+
 def value_columns(study) -> list[str]:
     """`value` for one objective; else the objectives' names as the search recorded them
     (the study's attribute, else the trials' `optimized_metric` user attribute), or

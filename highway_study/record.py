@@ -119,8 +119,8 @@ USED_HALF = 0.5
 
 def used_floor(carry_bias=None) -> float:
     """The mean gate value from which a layer counts as used, for nets of this carry bias
-    (USED_GATE alone when the carry bias is unknown)."""
-    if carry_bias is None:
+    (USED_GATE alone when the carry bias is unknown: None, or NaN from a table)."""
+    if carry_bias is None or math.isnan(float(carry_bias)):
         return USED_GATE
     start = 1.0 / (1.0 + math.exp(-float(carry_bias)))
     return max(USED_GATE, min(USED_OPENING * start, USED_HALF))

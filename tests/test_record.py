@@ -188,3 +188,4 @@ def test_a_net_whose_gates_never_moved_from_minus_two_uses_no_layer():
                              gate_activity=[start] * 100)
     assert record.layers_used([start] * 100) == 100  # the floor alone would count them all
     assert summary.layers_used == 0
+    assert record.used_floor(float("nan")) == record.USED_GATE  # a table's missing carry bias
