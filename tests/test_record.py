@@ -23,6 +23,9 @@ def test_a_record_written_before_the_layout_change_is_read_whole():
     assert summary.status == "completed" and summary.config["model"]["name"] == "highway_fc"
     assert len(summary.gate_activity) == 4 and [r["layer"] for r in summary.lesion] == [0, 2]
     assert summary.epochs == 2 and summary.steps == 8
+    # layers_used is derived, so old records get today's rule: its gates (0.10-0.12) stayed
+    # near their start at carry bias -2 (0.12), so none opened
+    assert summary.config["carry_bias"] == -2.0 and summary.layers_used == 0
 
 
 def test_the_analysis_reads_records_written_before_the_layout_change():
