@@ -221,7 +221,10 @@ def depth_study(url, depth, target, model="highway_fc"):
                                 direction="maximize")
     study.set_user_attr(record.STUDY_OBJECTIVES_ATTR, ["best_val_accuracy"])
     study.set_user_attr(record.STUDY_CONFIG_ATTR, {"depth": depth, "model.name": model})
-    for bias in (target - 5.0, target, target - 0.25, target + 4.0):
+    # Far trials inside the searched range: Optuna replaces an enqueued value outside it
+    # with a random one, which could land near the best.
+    far = [bias for bias in (-20.0, -1.0, -10.5) if abs(bias - target) > 1.0][:2]
+    for bias in (far[0], target, target - 0.25, far[1]):
         study.enqueue_trial({"carry_bias": bias, "optimizer.learning_rate": 0.01})
 
     def objective(trial):
