@@ -391,9 +391,14 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     assert "population with all cores' threads per op: member-steps/s" in result.stdout
     assert saved["rows"][0]["groups_member_steps_per_s"]["1"] > 0
     assert saved["rows"][0]["op_threads_member_steps_per_s"]["0"] > 0
+    assert "cores busy: runs / population" in result.stdout
     for row in saved["rows"]:
         assert row["new_member_steps_per_s"] == pytest.approx(3 * row["new_steps_per_s"])
         assert row["old_member_steps_per_s"] > 0
+        # CPU over wall seconds: positive, and no more than the machine's cores (a little
+        # slack for rounding of the two clocks)
+        assert 0 < row["new_cores_busy"] <= (os.cpu_count() or 1) * 1.1
+        assert 0 < row["old_cores_busy"] <= (os.cpu_count() or 1) * 1.1
     assert saved["estimate"]["old_s"] > 0 and saved["estimate"]["new_s"] > 0
 
 

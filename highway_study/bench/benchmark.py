@@ -73,6 +73,7 @@ class CellProcess:
         self.watchdog = threading.Timer(args.cell_timeout, self.time_out)
         self.watchdog.start()
         self.rates: list[float] = []
+        self.cores_busy: list[float] = []
         self.ask(None, lambda reply: self.row.update(reply))
 
     @property
@@ -126,6 +127,7 @@ class CellProcess:
 
     def record_window(self, reply: dict) -> None:
         self.rates.append(reply["steps_per_s"])
+        self.cores_busy.append(reply["cores_busy"])
 
     def finish(self, flops: int) -> dict:
         self.ask("done", lambda reply: self.row.update(reply))
@@ -133,6 +135,7 @@ class CellProcess:
             self.proc.wait()
             rate = statistics.median(self.rates)
             self.row.update(steps_per_s=rate, window_steps_per_s=self.rates,
+                            cores_busy=statistics.median(self.cores_busy),
                             gflop_per_s=flops * rate / 1e9)
         self.close()
         return self.row

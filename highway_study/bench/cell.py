@@ -201,6 +201,16 @@ def answer(payload: dict) -> None:
     print(json.dumps(payload), flush=True)
 
 
+def timed_window(cell) -> dict:
+    """One window's steps/s, and how many cores the cell's process kept busy meanwhile
+    (CPU seconds over wall seconds): whether its threads had work for every core."""
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    rate = cell.window()
+    after, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - start
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"steps_per_s": rate, "cores_busy": cpu / wall}
+
+
 def serve(spec: dict) -> None:
     """Build the cell, then answer the parent's commands until "done" or end of input."""
     import tensorflow as tf
@@ -209,7 +219,7 @@ def serve(spec: dict) -> None:
     answer({"build_first_step_s": cell.build_first_step_s})
     for command in sys.stdin:
         if command.strip() == "window":
-            answer({"steps_per_s": cell.window()})
+            answer(timed_window(cell))
         elif command.strip() == "done":
             break
     answer({

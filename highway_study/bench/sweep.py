@@ -9,7 +9,9 @@ runs per depth, 5,000 steps of batch 50, width 50), side by side in one run:
   same windows, so their member-steps/s add up;
 - the population path: one process training all `--members` nets of that depth at once
   (`hydra/launcher=population`).
-Windows of the two paths alternate, so a machine whose speed drifts slows both alike. The
+Windows of the two paths alternate, so a machine whose speed drifts slows both alike. "Cores
+busy" is CPU seconds over wall seconds in a window (the two jobs' summed): below the core
+count, a path leaves cores idle; at it, only faster arithmetic per core helps. The
 estimate of the protocol's wall time adds, per run (old) or per population (new), the
 measured build + first step to steps / rate; it leaves out loading the data and the
 per-epoch evaluations, which the real run (docs/benchmark.md) includes.
@@ -64,6 +66,8 @@ def measure_depth(depth: int, args) -> dict:
         new_steps_per_s=rows[2]["steps_per_s"],
         new_build_first_step_s=rows[2]["build_first_step_s"],
         new_peak_rss_mb=rows[2]["peak_rss_mb"],
+        old_cores_busy=sum(row["cores_busy"] for row in rows[:2]),
+        new_cores_busy=rows[2]["cores_busy"],
         groups_member_steps_per_s={
             str(count): (row.get("steps_per_s") or 0) * args.members
             for count, row in zip(args.compare_groups, compared)},
@@ -95,16 +99,17 @@ def markdown_table(rows: list[dict]) -> str:
     extra = "".join(f" {label}: member-steps/s |" for _, _, label in compared)
     lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
              f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
-             f"run / population (s) |{extra}", "|---|---|---|---|---|" + "---|" * len(compared)]
+             f"run / population (s) | cores busy: runs / population |{extra}",
+             "|---|---|---|---|---|---|" + "---|" * len(compared)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['depth']} | {r['error']} | | | |" + " |" * len(compared))
+            lines.append(f"| {r['depth']} | {r['error']} | | | | |" + " |" * len(compared))
             continue
         others = "".join(f" {r[key][count]:.0f} |" for key, count, _ in compared)
         lines.append(f"| {r['depth']} | {r['old_member_steps_per_s']:.0f} | "
                      f"{r['new_member_steps_per_s']:.0f} | {r['speedup']:.2f}x | "
-                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} |"
-                     f"{others}")
+                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} | "
+                     f"{r['old_cores_busy']:.2f} / {r['new_cores_busy']:.2f} |{others}")
     return "\n".join(lines)
 
 
