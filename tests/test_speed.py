@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -395,11 +396,31 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     for row in saved["rows"]:
         assert row["new_member_steps_per_s"] == pytest.approx(3 * row["new_steps_per_s"])
         assert row["old_member_steps_per_s"] > 0
-        # CPU over wall seconds: positive, and no more than the machine's cores (a little
-        # slack for rounding of the two clocks)
-        assert 0 < row["new_cores_busy"] <= (os.cpu_count() or 1) * 1.1
-        assert 0 < row["old_cores_busy"] <= (os.cpu_count() or 1) * 1.1
+        # CPU over wall seconds (the tiny windows here are too short to bound it tightly)
+        assert row["new_cores_busy"] >= 0 and row["old_cores_busy"] >= 0
     assert saved["estimate"]["old_s"] > 0 and saved["estimate"]["new_s"] > 0
+
+
+def test_cores_busy_is_cpu_time_over_wall_time_of_a_window():
+    """A window that computes keeps about one core busy; one that sleeps keeps none."""
+    from highway_study.bench.cell import timed_window
+
+    class Spinning:
+        def window(self):
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+            return 1.0
+
+    class Sleeping:
+        def window(self):
+            time.sleep(0.3)
+            return 2.0
+
+    spinning, sleeping = timed_window(Spinning()), timed_window(Sleeping())
+    assert spinning["steps_per_s"] == 1.0 and sleeping["steps_per_s"] == 2.0
+    assert 0.4 < spinning["cores_busy"] <= 1.2  # one thread: at most one core (+ clock ticks)
+    assert sleeping["cores_busy"] < 0.2
 
 
 def test_population_parts_times_every_part_of_a_deep_step(capsys):
