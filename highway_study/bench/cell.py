@@ -112,9 +112,10 @@ class PopulationCell:
 
     def __init__(self, depth: int, width: int, batch: int, steps: int, members: int,
                  groups: int | None = None, threads: int | None = None,
-                 op_threads: int | None = None):
+                 op_threads: int | None = None, stack: str | None = None):
         """`op_threads`: threads per op (None: the population launcher's own,
-        POPULATION_OP_THREADS; 0: TensorFlow's default, all cores)."""
+        POPULATION_OP_THREADS; 0: TensorFlow's default, all cores). `stack`: "xla",
+        "native" or "auto" (None: what $HIGHWAY_STUDY_STACK asks, as a real population)."""
         from highway_study.runtime.threads import POPULATION_OP_THREADS
 
         per_op = POPULATION_OP_THREADS if op_threads is None else (op_threads or None)
@@ -133,9 +134,14 @@ class PopulationCell:
         population_members = [pop.Member(cfg, None, dataset=fake) for cfg in configs]
         initial, _ = pop._initial_weights(population_members)
         from highway_study.training.batched import Population, default_groups
+        from highway_study.training.stack_choice import choose_stack
 
+        import keras
+
+        self.stack = choose_stack(keras.activations.get(configs[0].model.activation), depth,
+                                  stack)
         self.population = Population(population_members, initial,
-                                     groups or default_groups(members, depth))
+                                     groups or default_groups(members, depth), stack=self.stack)
         self.steps, self.members = steps, members
         self._run(2)
         self.build_first_step_s = time.perf_counter() - imported
@@ -215,7 +221,8 @@ def serve(spec: dict) -> None:
     import tensorflow as tf
 
     cell = PopulationCell(**spec) if spec.pop("population", False) else Cell(**spec)
-    answer({"build_first_step_s": cell.build_first_step_s})
+    answer({"build_first_step_s": cell.build_first_step_s,
+            **({"stack": cell.stack} if hasattr(cell, "stack") else {})})
     for command in sys.stdin:
         if command.strip() == "window":
             answer(timed_window(cell))

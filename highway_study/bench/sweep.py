@@ -43,6 +43,8 @@ def measure_depth(depth: int, args) -> dict:
                           groups=count) for count in args.compare_groups]
     others += [CellProcess("population", depth, args, population=True, members=args.members,
                            op_threads=count) for count in args.compare_op_threads]
+    others += [CellProcess("population", depth, args, population=True, members=args.members,
+                           stack=name) for name in args.compare_stack]
     cells = jobs + [population] + others
     for _ in range(args.windows):
         for job in jobs:  # the two jobs work at the same time, as joblib's would
@@ -74,6 +76,11 @@ def measure_depth(depth: int, args) -> dict:
         op_threads_member_steps_per_s={
             str(count): (row.get("steps_per_s") or 0) * args.members
             for count, row in zip(args.compare_op_threads, compared[len(args.compare_groups):])},
+        stack_member_steps_per_s={
+            name: (row.get("steps_per_s") or 0) * args.members
+            for name, row in zip(args.compare_stack, compared[len(args.compare_groups)
+                                                              + len(args.compare_op_threads):])},
+        new_stack=rows[2].get("stack"),
     )
     result["speedup"] = result["new_member_steps_per_s"] / result["old_member_steps_per_s"]
     return result
@@ -96,6 +103,8 @@ def markdown_table(rows: list[dict]) -> str:
     compared += [("op_threads_member_steps_per_s", count,
                   f"population with {OP_THREADS_LABEL.get(count, count)} threads per op")
                  for count in first.get("op_threads_member_steps_per_s", {})]
+    compared += [("stack_member_steps_per_s", name, f"population, layers by {name}")
+                 for name in first.get("stack_member_steps_per_s", {})]
     extra = "".join(f" {label}: member-steps/s |" for _, _, label in compared)
     lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
              f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
@@ -137,6 +146,10 @@ def parse_args(argv=None):
                         help="also time the population with N threads per op (0: "
                              "TensorFlow's default, all cores; the launcher's own is "
                              "runtime.threads.POPULATION_OP_THREADS)")
+    parser.add_argument("--compare-stack", nargs="+", default=[], choices=["xla", "native"],
+                        help="also time the population with its highway layers by XLA or by "
+                             "the compiled kernel (the launcher's own choice: "
+                             "training.stack_choice, $HIGHWAY_STUDY_STACK)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--cell-timeout", type=float, default=1800,
                         help="seconds one cell may live (build and all its windows)")

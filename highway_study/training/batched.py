@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from highway_study.models.lesion import SHUT
-from highway_study.nn import fast_stack
+from highway_study.nn import fast_stack, native_stack
 from highway_study.training.optim import learning_rate
 
 EVAL_BATCH = 1024
@@ -32,9 +32,17 @@ ADAM_EPSILON = _ADAM_DEFAULTS["epsilon"].default
 class Population:
     """The members' weights and optimizer state, stacked, in `groups` independent parts."""
 
-    def __init__(self, members, initial, groups: int, total_steps: int | None = None):
+    def __init__(self, members, initial, groups: int, total_steps: int | None = None,
+                 stack: str = "xla"):
+        """`stack`: how the highway layers are computed, "xla" (`fast_stack`, in `groups`
+        parts) or "native" (`native_stack`, the compiled kernel, which spreads the members
+        over the cores itself, so the population is one part: two parts each calling the
+        kernel on one core ran one after the other, at about half the speed)."""
         cfg = members[0].cfg
         self.activation = keras.activations.get(cfg.model.activation)
+        self.stack = stack
+        if stack == "native":
+            groups = 1
         self.mean_loss = cfg.loss_reduction != "sum"
         self.optimizer = cfg.optimizer.name
         count = len(members)
@@ -55,8 +63,12 @@ class Population:
 
     def forward(self, group, x, training: bool):
         h = self.activation(tf.matmul(x, group.w_in) + group.b_in)
-        h = fast_stack.highway_stack(h, group.kernel, group.bias, self.activation,
-                                     training=training, streams=1)
+        if self.stack == "native":
+            h = native_stack.population_stack(h, group.kernel, group.bias, self.activation,
+                                              training=training)
+        else:
+            h = fast_stack.highway_stack(h, group.kernel, group.bias, self.activation,
+                                         training=training, streams=1)
         return tf.matmul(h, group.w_out) + group.b_out
 
     def _step_graph(self, xs, ys, step):

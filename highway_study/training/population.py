@@ -37,6 +37,7 @@ from highway_study.models import build_model, count_params
 from highway_study.training import GATE_BATCH, Interrupted, order, seed_everything, total_steps
 from highway_study.training.batched import OPTIMIZERS, Population, default_groups
 from highway_study.training.curve import StepRecorder, resume_points
+from highway_study.training.stack_choice import choose_stack
 from highway_study.training.recorder import TensorBoardPoints
 from highway_study.training.stepwise import summary_fields, val_subset_size
 
@@ -128,8 +129,9 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
         member.dataset = loaded[key]
     initial, params = _initial_weights(members)
     start_epoch = _resume(members, initial)
+    stack = choose_stack(keras.activations.get(first.model.activation), first.depth)
     population = Population(members, initial, groups or default_groups(len(members), first.depth),
-                             total_steps(first, len(members[0].dataset.x_train)))
+                             total_steps(first, len(members[0].dataset.x_train)), stack=stack)
     for k, member in enumerate(members):
         if not member.alive:  # diverged before the checkpoint it resumes from
             population.freeze(k)
@@ -137,8 +139,9 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
     epochs = first.epochs if first.max_steps is None else math.ceil(
         first.max_steps / steps_per_epoch)
     log.info("population of %d: %s, depth %d, width %d, %d parameters each, epochs %d-%d "
-             "of %d steps", len(members), first.model.name, first.depth, first.width, params,
-             start_epoch + 1, epochs, steps_per_epoch)
+             "of %d steps, highway layers by %s", len(members), first.model.name, first.depth,
+             first.width, params, start_epoch + 1, epochs, steps_per_epoch,
+             "the compiled kernel" if stack == "native" else "XLA")
     for member in members:
         if member.cfg.tensorboard:
             member.writer = tf.summary.create_file_writer(str(member.run_dir / "tensorboard"))

@@ -1,0 +1,214 @@
+/* A population of highway stacks, forward and backward, one member per thread at a time.
+ *
+ * Layout (row-major, as training.batched.Group stores it): x [K][B][W], kernel [L][K][W][2W],
+ * bias [L][K][2W]; columns [0, W) of a layer's pre-activation belong to H, [W, 2W) to the
+ * transform gate T. The training forward pass keeps every layer's input x and its gates
+ * (h | t) in caller-owned buffers laid out [K][L][B][W] and [K][L][B][2W], so that the
+ * backward pass needs no exp. Every member's numbers are its own: its matmuls and loops never
+ * read another member's slice, whatever the thread count.
+ *
+ * Matrix products go to the BLAS sgemm (Fortran interface) whose address the caller passes
+ * once (hs_set_sgemm): SciPy's bundled OpenBLAS, so nothing is linked at build time.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* glibc's vector expf and tanhf (libmvec), which math.h declares only under -ffast-math; this
+ * file keeps IEEE semantics (NaN and inf propagate, so a diverging member shows) and asks
+ * only -fno-math-errno. */
+__attribute__((simd("notinbranch"))) float expf(float);
+__attribute__((simd("notinbranch"))) float tanhf(float);
+
+typedef void (*sgemm_fn)(const char *transa, const char *transb, const int *m, const int *n,
+                         const int *k, const float *alpha, const float *a, const int *lda,
+                         const float *b, const int *ldb, const float *beta, float *c,
+                         const int *ldc);
+static sgemm_fn sgemm;
+
+enum { ACT_RELU = 0, ACT_TANH = 1 };
+
+void hs_set_sgemm(void *address) { sgemm = (sgemm_fn)address; }
+
+/* Row-major C[M][N] = A[M][K] @ B[K][N] (+ C if accumulate); A and B optionally transposed
+ * (stored as [K][M] or [N][K]). Column-major BLAS sees C^T = B^T A^T. */
+static void gemm_rm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                    const float *B, int ldb, int accumulate, float *C, int ldc) {
+  const float one = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
+  sgemm(&tb, &ta, &N, &M, &K, &one, B, &ldb, A, &lda, &beta, C, &ldc);
+}
+
+#ifdef __AVX2__
+#include <immintrin.h>
+/* C[M][N] (+)= A @ B for M a multiple of 5, where A's element (m, p) is A[m*am + p*ap] (so a
+ * transposed A is only other strides) and B is row-major [P][N] (ldb). Blocks of 5 rows by 16
+ * columns keep ten accumulators in registers; the last columns are masked. Why not BLAS: at
+ * these sizes (every operand fits in L1) its packing costs about as much as the product
+ * (docs/benchmark.md, "A compiled kernel"). */
+static void gemm5(int M, int N, int P, const float *A, int am, int ap, const float *B, int ldb,
+                  int accumulate, float *C, int ldc) {
+  for (int n0 = 0; n0 < N; n0 += 16) {
+    int left = N - n0;
+    __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(left),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(left - 8),
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for (int m0 = 0; m0 < M; m0 += 5) {
+      __m256 acc[5][2];
+      for (int r = 0; r < 5; r++) {
+        float *c = C + (size_t)(m0 + r) * ldc + n0;
+        acc[r][0] = accumulate ? _mm256_maskload_ps(c, mask0) : _mm256_setzero_ps();
+        acc[r][1] = accumulate ? _mm256_maskload_ps(c + 8, mask1) : _mm256_setzero_ps();
+      }
+      const float *a = A + (size_t)m0 * am;
+      if (left > 8) {
+        for (int p = 0; p < P; p++) {
+          const float *b = B + (size_t)p * ldb + n0;
+          __m256 b0 = _mm256_loadu_ps(b);
+          __m256 b1 = left >= 16 ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, mask1);
+          for (int r = 0; r < 5; r++) {
+            __m256 av = _mm256_broadcast_ss(a + (size_t)r * am + (size_t)p * ap);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+          }
+        }
+      } else {  /* the last few columns: one masked vector */
+        for (int p = 0; p < P; p++) {
+          __m256 b0 = _mm256_maskload_ps(B + (size_t)p * ldb + n0, mask0);
+          for (int r = 0; r < 5; r++) {
+            __m256 av = _mm256_broadcast_ss(a + (size_t)r * am + (size_t)p * ap);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+          }
+        }
+      }
+      for (int r = 0; r < 5; r++) {
+        float *c = C + (size_t)(m0 + r) * ldc + n0;
+        _mm256_maskstore_ps(c, mask0, acc[r][0]);
+        _mm256_maskstore_ps(c + 8, mask1, acc[r][1]);
+      }
+    }
+  }
+}
+#define SMALL_GEMM 1
+#else
+#define SMALL_GEMM 0
+#endif
+
+/* The gate maths of one layer, in place: gates holds x W on entry, (h | t) on exit. One loop
+ * per activation, so that each vectorises with only its own function. */
+#define GATE_LOOP(ACTIVATE)                                                    \
+  for (int i = 0; i < B; i++) {                                                \
+    float *restrict g = gates + (size_t)i * W2;                                \
+    const float *restrict xi = x + (size_t)i * W;                              \
+    float *restrict yi = y + (size_t)i * W;                                    \
+    for (int j = 0; j < W; j++) {                                              \
+      float pre = g[j] + b[j];                                                 \
+      float h = ACTIVATE;                                                      \
+      float t = 1.0f / (1.0f + expf(-(g[W + j] + b[W + j])));                  \
+      g[j] = h;                                                                \
+      g[W + j] = t;                                                            \
+      yi[j] = h * t + xi[j] * (1.0f - t);                                      \
+    }                                                                          \
+  }
+
+/* One layer: gates = (act(x W + b)[:, :W] | sigmoid(x W + b)[:, W:]), y = h t + x (1 - t). */
+static void layer_forward(int act, int B, int W, const float *restrict x,
+                          const float *restrict w, const float *restrict b,
+                          float *restrict gates, float *restrict y) {
+  const int W2 = 2 * W;
+  if (SMALL_GEMM && B % 5 == 0)
+    gemm5(B, W2, W, x, W, 1, w, W2, 0, gates, W2);
+  else
+    gemm_rm(0, 0, B, W2, W, x, W, w, W2, 0, gates, W2);
+  if (act == ACT_TANH) {
+    GATE_LOOP(tanhf(pre))
+  } else {
+    GATE_LOOP(pre < 0.0f ? 0.0f : pre) /* NaN stays NaN, as in TensorFlow */
+  }
+}
+
+/* Forward pass of members [0, K) through L layers; keeps inputs and gates when both buffers
+ * are given (training), else only y (evaluation). */
+void hs_forward(int act, int L, int K, int B, int W, const float *x0, const float *kernel,
+                const float *bias, float *y, float *kept_x, float *kept_gates, int threads) {
+  const int W2 = 2 * W;
+  const int keep = kept_x != NULL && kept_gates != NULL;
+#pragma omp parallel num_threads(threads)
+  {
+    float *cur = malloc(sizeof(float) * B * W), *next = malloc(sizeof(float) * B * W);
+    float *scratch = keep ? NULL : malloc(sizeof(float) * B * W2);
+#pragma omp for schedule(static)
+    for (int m = 0; m < K; m++) {
+      memcpy(cur, x0 + (size_t)m * B * W, sizeof(float) * B * W);
+      for (int l = 0; l < L; l++) {
+        const float *w = kernel + ((size_t)l * K + m) * W * W2;
+        const float *b = bias + ((size_t)l * K + m) * W2;
+        float *gates = scratch;
+        if (keep) {
+          memcpy(kept_x + ((size_t)m * L + l) * B * W, cur, sizeof(float) * B * W);
+          gates = kept_gates + ((size_t)m * L + l) * B * W2;
+        }
+        layer_forward(act, B, W, cur, w, b, gates, next);
+        float *swap = cur; cur = next; next = swap;
+      }
+      memcpy(y + (size_t)m * B * W, cur, sizeof(float) * B * W);
+    }
+    free(cur); free(next); free(scratch);
+  }
+}
+
+/* Backward pass from dy [K][B][W] through what hs_forward kept: dx [K][B][W], the kernel
+ * gradient [L][K][W][2W] and the bias gradient [L][K][2W] (summed over the batch). */
+void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const float *kernel,
+                 const float *kept_x, const float *kept_gates, float *dx0, float *dkernel,
+                 float *dbias, int threads) {
+  const int W2 = 2 * W;
+  const int tanh_layer = act == ACT_TANH;
+#pragma omp parallel num_threads(threads)
+  {
+    float *dy = malloc(sizeof(float) * B * W), *dx = malloc(sizeof(float) * B * W);
+    float *dpre = malloc(sizeof(float) * B * W2), *wt = malloc(sizeof(float) * W * W2);
+#pragma omp for schedule(static)
+    for (int m = 0; m < K; m++) {
+      memcpy(dy, dy0 + (size_t)m * B * W, sizeof(float) * B * W);
+      for (int l = L - 1; l >= 0; l--) {
+        const float *restrict x = kept_x + ((size_t)m * L + l) * B * W;
+        const float *restrict gates = kept_gates + ((size_t)m * L + l) * B * W2;
+        const float *w = kernel + ((size_t)l * K + m) * W * W2;
+        float *restrict db = dbias + ((size_t)l * K + m) * W2;
+        for (int i = 0; i < B; i++) {
+          const float *restrict g = gates + (size_t)i * W2;
+          const float *restrict xi = x + (size_t)i * W;
+          const float *restrict dyi = dy + (size_t)i * W;
+          float *restrict dp = dpre + (size_t)i * W2;
+          float *restrict dxi = dx + (size_t)i * W;
+          for (int j = 0; j < W; j++) {
+            float h = g[j], t = g[W + j], d = dyi[j];
+            float dh = d * t, dt = d * h - d * xi[j];
+            dp[j] = tanh_layer ? dh * (1.0f - h * h) : (h > 0.0f ? dh : 0.0f);
+            dp[W + j] = dt * t * (1.0f - t);
+            dxi[j] = d * (1.0f - t);
+          }
+        }
+        float *dw = dkernel + ((size_t)l * K + m) * W * W2;
+        if (SMALL_GEMM && B % 5 == 0 && W % 5 == 0) {
+          for (int r = 0; r < W; r++)  /* w^T, so that the product reads rows */
+            for (int c = 0; c < W2; c++) wt[(size_t)c * W + r] = w[(size_t)r * W2 + c];
+          gemm5(B, W, W2, dpre, W2, 1, wt, W, 1, dx, W);
+          gemm5(W, W2, B, x, 1, W, dpre, W2, 0, dw, W2);
+        } else {
+          gemm_rm(0, 1, B, W, W2, dpre, W2, w, W2, 1, dx, W);
+          gemm_rm(1, 0, W, W2, B, x, W, dpre, W2, 0, dw, W2);
+        }
+        for (int j = 0; j < W2; j++) db[j] = 0.0f;
+        for (int i = 0; i < B; i++)
+          for (int j = 0; j < W2; j++) db[j] += dpre[(size_t)i * W2 + j];
+        float *swap = dy; dy = dx; dx = swap;
+      }
+      memcpy(dx0 + (size_t)m * B * W, dy, sizeof(float) * B * W);
+    }
+    free(dy); free(dx); free(dpre); free(wt);
+  }
+}
