@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -34,6 +35,19 @@ INITIALIZERS = (
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
     "lecun_normal", "orthogonal", "truncated_normal", "random_normal",
 )
+
+
+STACK_ENV = "HIGHWAY_STUDY_STACK"  # how a population computes its highway layers
+STACK_CHOICES = ("auto", "native", "xla")  # training.stack_choice says what each means
+
+
+def requested_stack() -> str:
+    """$HIGHWAY_STUDY_STACK, checked ("auto" when unset)."""
+    value = os.environ.get(STACK_ENV, "auto").strip().lower() or "auto"
+    if value not in STACK_CHOICES:
+        raise ConfigError(f"{STACK_ENV}={os.environ[STACK_ENV]!r} is not allowed: use one of "
+                          f"{', '.join(STACK_CHOICES)}.")
+    return value
 
 
 class ConfigError(ValueError):

@@ -9,10 +9,11 @@ import pytest
 import tensorflow as tf
 
 from highway_study import record
-from highway_study.config import ConfigError
+from highway_study.config import STACK_ENV, ConfigError, requested_stack
 from highway_study.nn import fast_stack, native_kernel, native_stack
 from highway_study.training import population as pop
 from highway_study.training import stack_choice, train
+from faults import fault
 from test_population import configs, rows
 
 RELU, TANH = keras.activations.get("relu"), keras.activations.get("tanh")
@@ -96,7 +97,7 @@ def test_a_backward_pass_without_its_forward_pass_is_refused():
 
 @pytest.fixture
 def native(monkeypatch):
-    monkeypatch.setenv(stack_choice.STACK_ENV, "native")
+    monkeypatch.setenv(STACK_ENV, "native")
 
 
 def test_a_member_trains_as_it_would_alone(tmp_path, native):
@@ -129,13 +130,13 @@ def test_a_diverging_member_leaves_the_others_bit_identical(tmp_path, native):
 
 
 def test_auto_takes_the_kernel_for_deep_stacks_only(monkeypatch):
-    monkeypatch.delenv(stack_choice.STACK_ENV, raising=False)
+    monkeypatch.delenv(STACK_ENV, raising=False)
     deep = stack_choice.NATIVE_FROM_DEPTH
     assert stack_choice.choose_stack(RELU, deep - 1) == "xla"
     assert stack_choice.choose_stack(RELU, deep) == "native"
-    monkeypatch.setenv(stack_choice.STACK_ENV, "xla")
+    monkeypatch.setenv(STACK_ENV, "xla")
     assert stack_choice.choose_stack(RELU, 1000) == "xla"
-    monkeypatch.setenv(stack_choice.STACK_ENV, "native")
+    monkeypatch.setenv(STACK_ENV, "native")
     assert stack_choice.choose_stack(RELU, 1) == "native"
 
 
@@ -148,12 +149,16 @@ def test_an_activation_the_kernel_lacks_falls_back_or_is_refused(monkeypatch):
 
 
 def test_a_bad_stack_value_is_one_clear_sentence(monkeypatch):
-    monkeypatch.setenv(stack_choice.STACK_ENV, "fast")
+    monkeypatch.setenv(STACK_ENV, "fast")
     with pytest.raises(ConfigError, match=r"HIGHWAY_STUDY_STACK='fast' is not allowed: use "
                                           r"one of auto, native, xla\."):
-        stack_choice.requested()
+        requested_stack()
 
 
+@fault("no C compiler (or no OpenMP) for the compiled kernel",
+       "`CC=/no/such/cc python -m highway_study -m depth=500 seed=0,1 hydra/launcher=population`",
+       "deep populations keep the XLA stack (logged); with `HIGHWAY_STUDY_STACK=native`, one "
+       "sentence: `HIGHWAY_STUDY_STACK=native cannot be used here: no C compiler: ...`")
 def test_no_compiler_means_no_kernel_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
@@ -162,6 +167,9 @@ def test_no_compiler_means_no_kernel_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.setattr(native_stack.native_kernel, "load", native_kernel.load.__wrapped__)
     assert "no C compiler" in native_stack.available(RELU)
     assert stack_choice.choose_stack(RELU, 1000, "auto") == "xla"
+    with pytest.raises(ConfigError, match="HIGHWAY_STUDY_STACK=native cannot be used here: "
+                                          "no C compiler"):
+        stack_choice.choose_stack(RELU, 1000, "native")
 
 
 def test_the_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):
@@ -175,3 +183,19 @@ def test_the_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):
     edited.write_text(native_kernel.SOURCE.read_text() + "\n/* edited */\n")
     monkeypatch.setattr(native_kernel, "SOURCE", edited)
     assert native_kernel.build() != first  # another source: another library
+
+
+@fault("`HIGHWAY_STUDY_STACK=fast`",
+       "`HIGHWAY_STUDY_STACK=fast python -m highway_study` (a run, or a sweep with "
+       "`hydra/launcher=population`)",
+       "exit 2 before anything trains: `HIGHWAY_STUDY_STACK='fast' is not allowed: use one of "
+       "auto, native, xla.`")
+@pytest.mark.parametrize("launch", [(), ("-m", "seed=0,1", "hydra/launcher=population")],
+                         ids=["run", "population sweep"])
+def test_a_bad_stack_value_ends_the_command_in_one_sentence(run_cli, tmp_path, launch):
+    result = run_cli(*launch, "data=synthetic", "depth=2", f"hydra.run.dir={tmp_path / 'run'}",
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", env={STACK_ENV: "fast"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "HIGHWAY_STUDY_STACK='fast' is not allowed: use one of auto, native, xla." \
+        in result.stderr
+    assert not list((tmp_path / "sweep").rglob("summary.json"))  # nothing trained

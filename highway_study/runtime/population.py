@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
 from omegaconf import OmegaConf, open_dict, read_write
 
-from highway_study.config import ConfigError, validate
+from highway_study.config import ConfigError, requested_stack, validate
 from highway_study.runtime import job as job_lib
 from highway_study.runtime.lock import RunLocked, run_lock
 from highway_study.runtime.signals import StopRequests
@@ -53,6 +53,7 @@ def launch_indexed(launcher, indexed_overrides) -> list[JobReturn]:
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     launcher_cfg = launcher.config.hydra.launcher  # before TensorFlow's first op here
     limit_threads(job_threads(launcher_cfg), op_threads(launcher_cfg))
+    requested_stack()  # a bad $HIGHWAY_STUDY_STACK ends the sweep before it trains
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [_job(launcher, overrides, index) for overrides, index in indexed_overrides]
     returns: dict[int, JobReturn] = {}
