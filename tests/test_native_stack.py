@@ -172,6 +172,15 @@ def test_no_compiler_means_no_kernel_with_the_reason(tmp_path, monkeypatch):
         stack_choice.choose_stack(RELU, 1000, "native")
 
 
+def test_a_compiler_that_fails_is_reported_not_raised_through(tmp_path, monkeypatch):
+    monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # exists, and fails whatever it is asked
+    with pytest.raises(native_kernel.NativeUnavailable,
+                       match=r"false could not build highway_population\.c with -O3"):
+        native_kernel.build()
+    assert not list((tmp_path / "native").glob("*.so"))  # nothing half-built left behind
+
+
 def test_the_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):
     monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
     monkeypatch.delenv("CC", raising=False)

@@ -1,9 +1,10 @@
 """The compiled population kernel (native/highway_population.c): built once, cached, loaded.
 
 Why a C kernel: at width 50 a layer is three 50x50x100 matrix products and a few thousand
-elementwise operations per member, and XLA:CPU spends most of a deep population's step around
-them rather than in them (docs/benchmark.md, "A compiled kernel"). The C loop calls BLAS on
-each member's own matrices and fuses the gate maths, one member per core at a time.
+elementwise operations per member, which XLA:CPU ran at about 20 GFLOP/s per core in a deep
+population. The C loop takes one member through all its layers on one core, with a
+register-blocked product of its own and the gate maths fused: 1.16x XLA's speed at depth
+500 and 1.33x at depth 1000 (docs/benchmark.md, "A compiled kernel").
 
 The library is compiled on first use with the machine's C compiler (`$CC`, else `cc`) and
 OpenMP, for this CPU (-march=native), into a cache folder keyed by the source, the flags,
@@ -75,6 +76,14 @@ def build() -> Path:
     target = _library_path(compiler)
     if target.exists():
         return target
+    try:
+        return _compile(compiler, target)
+    except OSError as error:
+        raise NativeUnavailable(f"the kernel cannot be built in {target.parent}: {error}.") \
+            from None
+
+
+def _compile(compiler: str, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):  # two processes starting at once build it once
         if target.exists():
@@ -84,9 +93,10 @@ def build() -> Path:
             done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
                                   capture_output=True, text=True)
             if done.returncode != 0:
+                said = done.stderr.strip().splitlines()
                 raise NativeUnavailable(
-                    f"{compiler} could not build {SOURCE.name} with {' '.join(FLAGS)}: "
-                    f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ''}")
+                    f"{compiler} could not build {SOURCE.name} with {' '.join(FLAGS)}"
+                    + (f" ({said[-1]})." if said else "."))
             os.replace(partial, target)  # readers never see a half-written library
     return target
 
@@ -109,8 +119,12 @@ class Kernel:
 
     def __init__(self, path: Path, threads: int):
         self.path, self.threads = path, threads
-        self._lib = ctypes.CDLL(str(path))
-        self._lib.hs_set_sgemm(ctypes.c_void_p(_scipy_sgemm()))
+        try:
+            self._lib = ctypes.CDLL(str(path))
+            self._lib.hs_set_sgemm(ctypes.c_void_p(_scipy_sgemm()))
+        except (OSError, AttributeError, KeyError, ImportError) as error:
+            raise NativeUnavailable(f"the kernel built in {path} cannot be loaded: {error}.") \
+                from None
         _one_blas_thread()
 
     def forward(self, activation: str, x, kernel, bias, keep=None) -> np.ndarray:

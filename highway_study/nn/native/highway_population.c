@@ -7,8 +7,10 @@
  * backward pass needs no exp. Every member's numbers are its own: its matmuls and loops never
  * read another member's slice, whatever the thread count.
  *
- * Matrix products go to the BLAS sgemm (Fortran interface) whose address the caller passes
- * once (hs_set_sgemm): SciPy's bundled OpenBLAS, so nothing is linked at build time.
+ * Matrix products of a batch and width that are multiples of 5 take the AVX2 micro-kernel
+ * below (gemm5); other shapes, and CPUs without AVX2, the BLAS sgemm (Fortran interface)
+ * whose address the caller passes once (hs_set_sgemm): SciPy's OpenBLAS, so nothing is linked
+ * at build time.
  */
 #include <math.h>
 #include <stddef.h>
