@@ -95,6 +95,14 @@ def test_a_backward_pass_without_its_forward_pass_is_refused():
         tape.gradient(y, x)
 
 
+def test_the_kernel_uses_the_threads_the_job_was_given(monkeypatch):
+    threading = tf.config.threading
+    monkeypatch.setattr(threading, "get_inter_op_parallelism_threads", lambda: 1)
+    assert native_stack.kernel_threads() == 1  # HIGHWAY_STUDY_THREADS=1, say
+    monkeypatch.setattr(threading, "get_inter_op_parallelism_threads", lambda: 0)
+    assert native_stack.kernel_threads() == native_kernel.default_threads()
+
+
 @pytest.fixture
 def native(monkeypatch):
     monkeypatch.setenv(STACK_ENV, "native")

@@ -38,6 +38,14 @@ def available(activation) -> str | None:
     return None
 
 
+def kernel_threads() -> int:
+    """As many kernel threads as TensorFlow may run ops at once ($HIGHWAY_STUDY_THREADS or a
+    cluster task's cpus_per_task set that, runtime.threads), else the cores this process may
+    use."""
+    return (tf.config.threading.get_inter_op_parallelism_threads()
+            or native_kernel.default_threads())
+
+
 class _Kept:
     """What the last training forward pass kept, in buffers sized once per shape."""
 
@@ -59,7 +67,7 @@ def population_stack(x, kernel, bias, activation, training: bool = True,
     """The stacked highway layers of every member on its own x [K, B, W]; differentiable in
     x, kernel and bias."""
     name = activation_name(activation)
-    lib = native_kernel.load(threads)
+    lib = native_kernel.load(threads or kernel_threads())
     out_shape = x.shape
 
     if not training:
