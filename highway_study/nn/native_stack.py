@@ -86,6 +86,10 @@ def population_stack(x, kernel, bias, activation, training: bool = True,
         if not kept.fresh:
             raise RuntimeError("native stack: a backward pass without its forward pass.")
         kept.fresh = False
+        # The kernel gradient's buffer (420 MB at depth 1000, 21 members) is reused: TensorFlow
+        # takes it without a copy, and a training step's optimizer update has consumed it
+        # before the next step's backward pass writes it again. A caller that keeps this op's
+        # gradients across steps must copy them.
         if kept.dkernel is None or kept.dkernel.shape != k_.shape:
             kept.dkernel = native_kernel.aligned_empty(k_.shape)
         return lib.backward(name, dy_, k_, kept.buffers, dkernel=kept.dkernel)
