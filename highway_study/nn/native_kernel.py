@@ -115,10 +115,11 @@ def _scipy_sgemm() -> int:
 
 
 class Kernel:
-    """The loaded library, with NumPy-facing forward and backward passes."""
+    """The loaded library, with NumPy-facing forward and backward passes. `threads`: how
+    many cores a pass spreads the members over (None: `default_threads()`)."""
 
-    def __init__(self, path: Path, threads: int):
-        self.path, self.threads = path, threads
+    def __init__(self, path: Path):
+        self.path = path
         try:
             self._lib = ctypes.CDLL(str(path))
             self._lib.hs_set_sgemm(ctypes.c_void_p(_scipy_sgemm()))
@@ -127,7 +128,8 @@ class Kernel:
                 from None
         _one_blas_thread()
 
-    def forward(self, activation: str, x, kernel, bias, keep=None) -> np.ndarray:
+    def forward(self, activation: str, x, kernel, bias, keep=None,
+                threads: int | None = None) -> np.ndarray:
         """y [K, B, W] of the stack on x [K, B, W]; `keep` (from `buffers`) is filled for
         `backward` when given."""
         depth, members, width = kernel.shape[0], kernel.shape[1], kernel.shape[2]
@@ -135,10 +137,12 @@ class Kernel:
         y = aligned_empty(x.shape)
         kept = (None, None) if keep is None else (_ptr(keep[0]), _ptr(keep[1]))
         self._lib.hs_forward(ACTIVATIONS[activation], depth, members, x.shape[1], width,
-                             _ptr(x), _ptr(kernel), _ptr(bias), _ptr(y), *kept, self.threads)
+                             _ptr(x), _ptr(kernel), _ptr(bias), _ptr(y), *kept,
+                             threads or default_threads())
         return y
 
-    def backward(self, activation: str, dy, kernel, keep, dkernel=None):
+    def backward(self, activation: str, dy, kernel, keep, dkernel=None,
+                 threads: int | None = None):
         """(dx, kernel gradient, bias gradient) from dy and what `forward` kept; the kernel
         gradient is written into `dkernel` when given (an ALIGNed array of kernel's shape)."""
         depth, members, width = kernel.shape[0], kernel.shape[1], kernel.shape[2]
@@ -148,7 +152,7 @@ class Kernel:
         dbias = aligned_empty((depth, members, 1, 2 * width))
         self._lib.hs_backward(ACTIVATIONS[activation], depth, members, dy.shape[1], width,
                               _ptr(dy), _ptr(kernel), _ptr(keep[0]), _ptr(keep[1]), _ptr(dx),
-                              _ptr(dkernel), _ptr(dbias), self.threads)
+                              _ptr(dkernel), _ptr(dbias), threads or default_threads())
         return dx, dkernel, dbias
 
     @staticmethod
@@ -194,9 +198,9 @@ def default_threads() -> int:
 
 
 @functools.cache
-def load(threads: int | None = None) -> Kernel:
-    """The kernel, built if needed; raises NativeUnavailable (with the reason) where it
-    cannot be."""
+def load() -> Kernel:
+    """The kernel, built if needed, loaded once per process; raises NativeUnavailable (with
+    the reason) where it cannot be."""
     if sys.platform == "win32":
         raise NativeUnavailable("the native kernel is built for Linux and macOS only.")
-    return Kernel(build(), threads or default_threads())
+    return Kernel(build())

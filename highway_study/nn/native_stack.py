@@ -62,16 +62,17 @@ class _Kept:
         return self.buffers
 
 
-def population_stack(x, kernel, bias, activation, training: bool = True,
-                     threads: int | None = None):
+def population_stack(x, kernel, bias, activation, training: bool = True):
     """The stacked highway layers of every member on its own x [K, B, W]; differentiable in
     x, kernel and bias."""
     name = activation_name(activation)
-    lib = native_kernel.load(threads or kernel_threads())
+    lib = native_kernel.load()
+    threads = kernel_threads()
     out_shape = x.shape
 
     if not training:
-        y = tf.numpy_function(lambda x_, k_, b_: lib.forward(name, x_, k_, b_),
+        y = tf.numpy_function(lambda x_, k_, b_: lib.forward(name, x_, k_, b_,
+                                                             threads=threads),
                               [x, kernel, bias], tf.float32, stateful=False)
         y.set_shape(out_shape)
         return y
@@ -80,7 +81,7 @@ def population_stack(x, kernel, bias, activation, training: bool = True,
 
     def forward_keep(x_, k_, b_):
         buffers = kept.take(k_.shape[0], k_.shape[1], x_.shape[1], k_.shape[2])
-        return lib.forward(name, x_, k_, b_, keep=buffers)
+        return lib.forward(name, x_, k_, b_, keep=buffers, threads=threads)
 
     def backward(dy_, k_):
         if not kept.fresh:
@@ -92,7 +93,8 @@ def population_stack(x, kernel, bias, activation, training: bool = True,
         # gradients across steps must copy them.
         if kept.dkernel is None or kept.dkernel.shape != k_.shape:
             kept.dkernel = native_kernel.aligned_empty(k_.shape)
-        return lib.backward(name, dy_, k_, kept.buffers, dkernel=kept.dkernel)
+        return lib.backward(name, dy_, k_, kept.buffers, dkernel=kept.dkernel,
+                            threads=threads)
 
     @tf.custom_gradient
     def apply(x, kernel, bias):
