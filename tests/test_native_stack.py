@@ -59,6 +59,22 @@ def test_outputs_and_gradients_match_the_xla_stack(batch, width, activation):
     np.testing.assert_allclose(evaluated.numpy(), xla[0], rtol=1e-5, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("batch, width", [(20, 10), (7, 12)])
+@pytest.mark.parametrize("activation", [RELU, TANH], ids=["relu", "tanh"])
+def test_gate_means_match_the_xla_stack_member_by_member(batch, width, activation):
+    """The gate activity the kernel records: each member's per-layer mean transform gate, as
+    fast_stack computes it for a run alone, whoever else is in the population."""
+    x, kernel, bias = stacked(6, 3, batch, width, carry_bias=-1.0)
+    ours = native_stack.gate_means(x, kernel, bias, activation)
+    assert ours.shape == (3, 6)
+    for k in range(3):
+        alone = fast_stack.gate_means(tf.constant(x[k]), tf.constant(kernel[:, k]),
+                                      tf.constant(bias[:, k, 0]), activation)
+        np.testing.assert_allclose(ours[k], alone.numpy(), rtol=1e-5)
+    by_itself = native_stack.gate_means(x[1:2], kernel[:, 1:2], bias[:, 1:2], activation)
+    np.testing.assert_array_equal(by_itself[0], ours[1])
+
 def test_a_non_finite_member_leaves_the_others_bit_identical():
     x, kernel, bias = stacked(5, 3, 10, 10)
     lib = native_kernel.load()

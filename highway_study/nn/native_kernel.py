@@ -132,12 +132,23 @@ class Kernel:
                 threads: int | None = None) -> np.ndarray:
         """y [K, B, W] of the stack on x [K, B, W]; `keep` (from `buffers`) is filled for
         `backward` when given."""
+        return self._forward(activation, x, kernel, bias, keep, None, threads)
+
+    def gate_means(self, activation: str, x, kernel, bias,
+                   threads: int | None = None) -> np.ndarray:
+        """[K, L]: every member's mean transform gate per layer on its batch x [K, B, W]."""
+        means = np.empty((kernel.shape[1], kernel.shape[0]), np.float32)
+        self._forward(activation, x, kernel, bias, None, means, threads)
+        return means
+
+    def _forward(self, activation, x, kernel, bias, keep, gate_means, threads):
         depth, members, width = kernel.shape[0], kernel.shape[1], kernel.shape[2]
         x, kernel, bias = _contiguous(x, kernel, bias)
         y = aligned_empty(x.shape)
         kept = (None, None) if keep is None else (_ptr(keep[0]), _ptr(keep[1]))
         self._lib.hs_forward(ACTIVATIONS[activation], depth, members, x.shape[1], width,
                              _ptr(x), _ptr(kernel), _ptr(bias), _ptr(y), *kept,
+                             None if gate_means is None else _ptr(gate_means),
                              threads or default_threads())
         return y
 
@@ -158,8 +169,8 @@ class Kernel:
     @staticmethod
     def buffers(depth: int, members: int, batch: int, width: int):
         """Room for what a training forward pass keeps: every layer's input and gates."""
-        return (np.empty((members, depth, batch, width), np.float32),
-                np.empty((members, depth, batch, 2 * width), np.float32))
+        return (aligned_empty((members, depth, batch, width)),
+                aligned_empty((members, depth, batch, 2 * width)))
 
 
 ALIGN = 64  # bytes: TensorFlow takes a NumPy result this aligned without copying it

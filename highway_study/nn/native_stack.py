@@ -13,6 +13,7 @@ pass, then its backward pass, as a training step runs them.
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from highway_study.nn import native_kernel
@@ -44,6 +45,13 @@ def kernel_threads() -> int:
     use."""
     return (tf.config.threading.get_inter_op_parallelism_threads()
             or native_kernel.default_threads())
+
+
+def gate_means(x, kernel, bias, activation) -> np.ndarray:
+    """[K, L]: every member's mean transform gate per layer on its own batch x [K, B, W]
+    (NumPy arrays in the stack's layout), each member computed on its own, as a run alone."""
+    return native_kernel.load().gate_means(activation_name(activation), x, kernel, bias,
+                                           threads=kernel_threads())
 
 
 class _Kept:

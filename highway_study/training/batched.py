@@ -137,14 +137,20 @@ class Population:
 
         Member by member, with exactly a run alone's computation: a batched mean would sum
         in an order that depends on the population's size, and a member's record would
-        then depend on who else trained beside it.
+        then depend on who else trained beside it. The compiled kernel computes each member
+        on its own as well, all in one call.
         """
         rows = []
         for group, part in zip(self.groups, self.slices):
             kernel, bias = group.kernel.numpy(), group.bias.numpy()
             w_in, b_in = group.w_in.numpy(), group.b_in.numpy()
-            for i, x in enumerate(xs[part]):
-                h = self.activation(tf.matmul(x, w_in[i]) + b_in[i, 0])
+            inputs = [self.activation(tf.matmul(x, w_in[i]) + b_in[i, 0])
+                      for i, x in enumerate(xs[part])]
+            if self.stack == "native":
+                rows.extend(native_stack.gate_means(np.stack(inputs), kernel, bias,
+                                                    self.activation))
+                continue
+            for i, h in enumerate(inputs):
                 rows.append(np.asarray(fast_stack.gate_means(
                     h, tf.constant(kernel[:, i]), tf.constant(bias[:, i, 0]),
                     self.activation)))

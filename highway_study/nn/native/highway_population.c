@@ -16,6 +16,15 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
+#ifdef __SSE__
+#include <xmmintrin.h>
+#define STORE_FENCE() _mm_sfence() /* streaming stores are seen by all before we return */
+#else
+#define STORE_FENCE() ((void)0)
+#endif
 
 /* glibc's vector expf and tanhf (libmvec), which math.h declares only under -ffast-math; this
  * file keeps IEEE semantics (NaN and inf propagate, so a diverging member shows) and asks
@@ -43,7 +52,6 @@ static void gemm_rm(int trans_a, int trans_b, int M, int N, int K, const float *
 }
 
 #ifdef __AVX2__
-#include <immintrin.h>
 /* C[M][N] (+)= A @ B for M a multiple of 5, where A's element (m, p) is A[m*am + p*ap] (so a
  * transposed A is only other strides) and B is row-major [P][N] (ldb). Blocks of 5 rows by 16
  * columns keep ten accumulators in registers; the last columns are masked. Why not BLAS: at
@@ -98,6 +106,30 @@ static void gemm5(int M, int N, int P, const float *A, int am, int ap, const flo
 #define SMALL_GEMM 0
 #endif
 
+/* Ask for a member's next layer while this one computes: its layers lie K weight blocks
+ * apart, too far for the hardware prefetcher to guess. Into L2 (locality 2). */
+static inline void prefetch_block(const void *p, size_t bytes) {
+  const char *c = (const char *)p;
+  for (size_t offset = 0; offset < bytes; offset += 64) __builtin_prefetch(c + offset, 0, 2);
+}
+
+/* Copy into memory that is read again only after the whole pass (the kept inputs and gates,
+ * the kernel gradient): streaming stores, which neither read the destination first nor push
+ * the next layers' operands out of the cache. */
+static inline void stream_copy(float *restrict dst, const float *restrict src, size_t count) {
+  size_t i = 0;
+#ifdef __AVX__
+  for (; i < count && ((size_t)(dst + i) & 31) != 0; i++) dst[i] = src[i];
+  for (; i + 8 <= count; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+#endif
+  for (; i < count; i++) dst[i] = src[i];
+}
+
+/* 64-byte aligned scratch of `count` floats (aligned_alloc wants a multiple of the alignment). */
+static float *scratch_floats(size_t count) {
+  return aligned_alloc(64, (sizeof(float) * count + 63) / 64 * 64);
+}
+
 /* The gate maths of one layer, in place: gates holds x W on entry, (h | t) on exit. One loop
  * per activation, so that each vectorises with only its own function. */
 #define GATE_LOOP(ACTIVATE)                                                    \
@@ -131,33 +163,46 @@ static void layer_forward(int act, int B, int W, const float *restrict x,
   }
 }
 
-/* Forward pass of members [0, K) through L layers; keeps inputs and gates when both buffers
- * are given (training), else only y (evaluation). */
+/* Forward pass of members [0, K) through L layers. Training keeps every layer's input and
+ * gates (kept_x and kept_gates both given); gate_means [K][L], when given, receives each
+ * layer's mean transform gate over the batch and the width (summed in double, so that it does
+ * not depend on the batch's order of summation more than float rounding of the gates). */
 void hs_forward(int act, int L, int K, int B, int W, const float *x0, const float *kernel,
-                const float *bias, float *y, float *kept_x, float *kept_gates, int threads) {
+                const float *bias, float *y, float *kept_x, float *kept_gates,
+                float *gate_means, int threads) {
   const int W2 = 2 * W;
   const int keep = kept_x != NULL && kept_gates != NULL;
 #pragma omp parallel num_threads(threads)
   {
-    float *cur = malloc(sizeof(float) * B * W), *next = malloc(sizeof(float) * B * W);
-    float *scratch = keep ? NULL : malloc(sizeof(float) * B * W2);
+    float *cur = scratch_floats((size_t)B * W), *next = scratch_floats((size_t)B * W);
+    float *gates = scratch_floats((size_t)B * W2);
 #pragma omp for schedule(static)
     for (int m = 0; m < K; m++) {
       memcpy(cur, x0 + (size_t)m * B * W, sizeof(float) * B * W);
       for (int l = 0; l < L; l++) {
         const float *w = kernel + ((size_t)l * K + m) * W * W2;
         const float *b = bias + ((size_t)l * K + m) * W2;
-        float *gates = scratch;
-        if (keep) {
-          memcpy(kept_x + ((size_t)m * L + l) * B * W, cur, sizeof(float) * B * W);
-          gates = kept_gates + ((size_t)m * L + l) * B * W2;
+        if (l + 1 < L) {
+          prefetch_block(w + (size_t)K * W * W2, sizeof(float) * W * W2);
+          prefetch_block(b + (size_t)K * W2, sizeof(float) * W2);
         }
         layer_forward(act, B, W, cur, w, b, gates, next);
+        if (keep) {
+          stream_copy(kept_x + ((size_t)m * L + l) * B * W, cur, (size_t)B * W);
+          stream_copy(kept_gates + ((size_t)m * L + l) * B * W2, gates, (size_t)B * W2);
+        }
+        if (gate_means != NULL) {
+          double sum = 0.0;
+          for (int i = 0; i < B; i++)
+            for (int j = 0; j < W; j++) sum += gates[(size_t)i * W2 + W + j];
+          gate_means[(size_t)m * L + l] = (float)(sum / ((double)B * W));
+        }
         float *swap = cur; cur = next; next = swap;
       }
       memcpy(y + (size_t)m * B * W, cur, sizeof(float) * B * W);
     }
-    free(cur); free(next); free(scratch);
+    STORE_FENCE();
+    free(cur); free(next); free(gates);
   }
 }
 
@@ -170,8 +215,9 @@ void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const fl
   const int tanh_layer = act == ACT_TANH;
 #pragma omp parallel num_threads(threads)
   {
-    float *dy = malloc(sizeof(float) * B * W), *dx = malloc(sizeof(float) * B * W);
-    float *dpre = malloc(sizeof(float) * B * W2), *wt = malloc(sizeof(float) * W * W2);
+    float *dy = scratch_floats((size_t)B * W), *dx = scratch_floats((size_t)B * W);
+    float *dpre = scratch_floats((size_t)B * W2), *wt = scratch_floats((size_t)W * W2);
+    float *dw = scratch_floats((size_t)W * W2);
 #pragma omp for schedule(static)
     for (int m = 0; m < K; m++) {
       memcpy(dy, dy0 + (size_t)m * B * W, sizeof(float) * B * W);
@@ -180,6 +226,11 @@ void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const fl
         const float *restrict gates = kept_gates + ((size_t)m * L + l) * B * W2;
         const float *w = kernel + ((size_t)l * K + m) * W * W2;
         float *restrict db = dbias + ((size_t)l * K + m) * W2;
+        if (l > 0) {
+          prefetch_block(w - (size_t)K * W * W2, sizeof(float) * W * W2);
+          prefetch_block(x - (size_t)B * W, sizeof(float) * B * W);
+          prefetch_block(gates - (size_t)B * W2, sizeof(float) * B * W2);
+        }
         for (int i = 0; i < B; i++) {
           const float *restrict g = gates + (size_t)i * W2;
           const float *restrict xi = x + (size_t)i * W;
@@ -194,7 +245,6 @@ void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const fl
             dxi[j] = d * (1.0f - t);
           }
         }
-        float *dw = dkernel + ((size_t)l * K + m) * W * W2;
         if (SMALL_GEMM && B % 5 == 0 && W % 5 == 0) {
           for (int r = 0; r < W; r++)  /* w^T, so that the product reads rows */
             for (int c = 0; c < W2; c++) wt[(size_t)c * W + r] = w[(size_t)r * W2 + c];
@@ -204,6 +254,7 @@ void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const fl
           gemm_rm(0, 1, B, W, W2, dpre, W2, w, W2, 1, dx, W);
           gemm_rm(1, 0, W, W2, B, x, W, dpre, W2, 0, dw, W2);
         }
+        stream_copy(dkernel + ((size_t)l * K + m) * W * W2, dw, (size_t)W * W2);
         for (int j = 0; j < W2; j++) db[j] = 0.0f;
         for (int i = 0; i < B; i++)
           for (int j = 0; j < W2; j++) db[j] += dpre[(size_t)i * W2 + j];
@@ -211,6 +262,7 @@ void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const fl
       }
       memcpy(dx0 + (size_t)m * B * W, dy, sizeof(float) * B * W);
     }
-    free(dy); free(dx); free(dpre); free(wt);
+    STORE_FENCE();
+    free(dy); free(dx); free(dpre); free(wt); free(dw);
   }
 }
