@@ -204,10 +204,11 @@ def train_population(configs, run_dirs, should_stop: Callable[[], bool] | None =
 
 def _initial_weights(members) -> tuple[list[dict], int]:
     """Each member's starting weights, drawn by building its model exactly as a run alone
-    does (same seed, same initializers, same order), and the parameter count."""
+    does (same seed, same initializers, same order), and the parameter count. Memory is
+    freed once, after the last model."""
     initial, params = [], 0
     for member in members:
-        seed_everything(member.cfg.seed)
+        seed_everything(member.cfg.seed, free_memory=False)
         ds = member.dataset
         model = build_model(member.cfg, ds.num_features, ds.num_classes, ds.image_shape)
         w_in, b_in, kernel, bias, w_out, b_out = model.get_weights()

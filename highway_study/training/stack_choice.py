@@ -14,7 +14,7 @@ import logging
 from highway_study.config import STACK_ENV, ConfigError, requested_stack
 
 log = logging.getLogger("highway_study")
-NATIVE_FROM_DEPTH = 500  # shallower populations measured as fast with XLA (docs/benchmark.md)
+NATIVE_FROM_DEPTH = 100  # at depth 50 and below XLA measured as fast or faster (docs/benchmark.md)
 
 
 def choose_stack(activation, depth: int, wanted: str | None = None) -> str:
