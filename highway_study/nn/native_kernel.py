@@ -3,8 +3,9 @@
 Why a C kernel: at width 50 a layer is three 50x50x100 matrix products and a few thousand
 elementwise operations per member, which XLA:CPU ran at about 20 GFLOP/s per core in a deep
 population. The C loop takes one member through all its layers on one core, with a
-register-blocked product of its own and the gate maths fused: 1.16x XLA's speed at depth
-500 and 1.33x at depth 1000 (docs/benchmark.md, "A compiled kernel").
+register-blocked product of its own and the gate maths fused, the next layer's operands
+prefetched and what is read only after the pass written with streaming stores; how much
+faster than XLA, per depth: docs/benchmark.md, "A compiled kernel" and "The kernel tuned".
 
 The library is compiled on first use with the machine's C compiler (`$CC`, else `cc`) and
 OpenMP, for this CPU (-march=native), into a cache folder keyed by the source, the flags,

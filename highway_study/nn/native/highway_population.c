@@ -165,8 +165,8 @@ static void layer_forward(int act, int B, int W, const float *restrict x,
 
 /* Forward pass of members [0, K) through L layers. Training keeps every layer's input and
  * gates (kept_x and kept_gates both given); gate_means [K][L], when given, receives each
- * layer's mean transform gate over the batch and the width (summed in double, so that it does
- * not depend on the batch's order of summation more than float rounding of the gates). */
+ * layer's mean transform gate over the batch and the width, summed in double in a fixed
+ * order, so that a member's value is the same whichever population it trains in. */
 void hs_forward(int act, int L, int K, int B, int W, const float *x0, const float *kernel,
                 const float *bias, float *y, float *kept_x, float *kept_gates,
                 float *gate_means, int threads) {
