@@ -24,7 +24,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from highway_study.config import ConfigError, register_configs, requested_stack, validate
+from highway_study.config import ConfigError, register_configs, validate
 from highway_study.runtime.errors import describe
 from highway_study.runtime.job import record_failure, refuse, run_job
 from highway_study.runtime.lock import RunLocked, run_lock
@@ -69,7 +69,6 @@ def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool):
     try:
         validate(cfg)
         threads = job_threads(hydra_cfg.launcher)  # a parallel job's share of the cores
-        requested_stack()  # a bad $HIGHWAY_STUDY_STACK is refused even where unused
     except ConfigError as error:
         message = f"Invalid config: {error}"
         record_failure(run_dir, cfg, message)

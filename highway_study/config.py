@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -24,7 +23,7 @@ READOUTS = ("flatten", "global_average")
 OPTIMIZER_NAMES = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "cosine")
 LOSS_REDUCTIONS = ("mean", "sum")
-IMPLEMENTATIONS = ("scan", "layers", "scan_autodiff")
+IMPLEMENTATIONS = ("scan", "scan_xla", "scan_native", "layers", "scan_autodiff")
 # Keras activation names (tests/test_config.py checks that Keras knows each one).
 ACTIVATIONS = (
     "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "swish", "mish", "tanh",
@@ -35,19 +34,6 @@ INITIALIZERS = (
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
     "lecun_normal", "orthogonal", "truncated_normal", "random_normal",
 )
-
-
-STACK_ENV = "HIGHWAY_STUDY_STACK"  # how a population computes its highway layers
-STACK_CHOICES = ("auto", "native", "xla")  # training.stack_choice says what each means
-
-
-def requested_stack() -> str:
-    """$HIGHWAY_STUDY_STACK, checked ("auto" when unset)."""
-    value = os.environ.get(STACK_ENV, "auto").strip().lower() or "auto"
-    if value not in STACK_CHOICES:
-        raise ConfigError(f"{STACK_ENV}={os.environ[STACK_ENV]!r} is not allowed: use one of "
-                          f"{', '.join(STACK_CHOICES)}.")
-    return value
 
 
 class ConfigError(ValueError):
@@ -63,10 +49,11 @@ class ModelConfig:
     init_stddev: float = 0.1
     # Initial value of every bias except the transform gate's (which is carry_bias).
     bias_init: float = 0.0
-    # highway_fc only: "scan" (stacked weights in one XLA-compiled loop with a hand-written
-    # gradient: depth-independent build and a small memory peak), "layers" (one HighwayDense per
-    # layer, the reference) or "scan_autodiff" (stacked weights, plain TensorFlow scan and
-    # autodiff; kept for the benchmark). See docs/benchmark.md.
+    # highway_fc only, how its highway layers are computed (training.stack_choice):
+    # "scan" (stacked weights; the compiled kernel for deep stacks where it runs, else XLA),
+    # "scan_xla" or "scan_native" (one of the two, always), "layers" (one HighwayDense per
+    # layer, the reference) or "scan_autodiff" (stacked weights, TensorFlow's own scan and
+    # gradient). Which one ran is written into summary.json (`engine`).
     implementation: str = "scan"
     # implementation=scan only: cut each batch into this many slices, run side by side (one
     # XLA loop keeps one core busy; measured in docs/benchmark.md).

@@ -3,6 +3,16 @@ a clear refusal where it cannot be built."""
 
 from __future__ import annotations
 
+import logging
+import os
+import platform
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -17,6 +27,21 @@ from faults import fault
 from test_population import configs, rows
 
 RELU, TANH = keras.activations.get("relu"), keras.activations.get("tanh")
+
+
+def needs_kernel(step=None):
+    """What `step` (default: load the kernel) returns, or a skip with the reason where the
+    kernel cannot be built here (no C compiler, no OpenMP)."""
+    try:
+        return (step or native_kernel.load)()
+    except native_kernel.NativeUnavailable as error:
+        pytest.skip(f"the compiled kernel is unavailable here: {error}")
+
+
+@pytest.fixture
+def compiled():
+    """The loaded kernel, or the test skipped with the reason it cannot be had here."""
+    return needs_kernel()
 
 
 def stacked(depth, members, batch, width, seed=0, carry_bias=-2.0):
@@ -46,7 +71,7 @@ def outputs_and_gradients(stack, x, kernel, bias, activation, dy):
 # (batch, width): multiples of 5 take the kernel's own small matrix product, others BLAS.
 @pytest.mark.parametrize("batch, width", [(20, 10), (7, 12)])
 @pytest.mark.parametrize("activation", [RELU, TANH], ids=["relu", "tanh"])
-def test_outputs_and_gradients_match_the_xla_stack(batch, width, activation):
+def test_outputs_and_gradients_match_the_xla_stack(batch, width, activation, compiled):
     x, kernel, bias = stacked(6, 3, batch, width)
     dy = np.random.default_rng(1).standard_normal(x.shape).astype(np.float32)
     ours = outputs_and_gradients(native_stack.population_stack, x, kernel, bias, activation, dy)
@@ -62,7 +87,7 @@ def test_outputs_and_gradients_match_the_xla_stack(batch, width, activation):
 
 @pytest.mark.parametrize("batch, width", [(20, 10), (7, 12)])
 @pytest.mark.parametrize("activation", [RELU, TANH], ids=["relu", "tanh"])
-def test_gate_means_match_the_xla_stack_member_by_member(batch, width, activation):
+def test_gate_means_match_the_xla_stack_member_by_member(batch, width, activation, compiled):
     """The gate activity the kernel records: each member's per-layer mean transform gate, as
     fast_stack computes it for a run alone, whoever else is in the population."""
     x, kernel, bias = stacked(6, 3, batch, width, carry_bias=-1.0)
@@ -75,9 +100,9 @@ def test_gate_means_match_the_xla_stack_member_by_member(batch, width, activatio
     by_itself = native_stack.gate_means(x[1:2], kernel[:, 1:2], bias[:, 1:2], activation)
     np.testing.assert_array_equal(by_itself[0], ours[1])
 
-def test_a_non_finite_member_leaves_the_others_bit_identical():
+def test_a_non_finite_member_leaves_the_others_bit_identical(compiled):
+    lib = compiled
     x, kernel, bias = stacked(5, 3, 10, 10)
-    lib = native_kernel.load()
     clean = lib.forward("relu", x, kernel, bias, keep=lib.buffers(5, 3, 10, 10))
     poisoned_kernel = kernel.copy()
     poisoned_kernel[2, 1, 0, 0] = np.nan
@@ -99,7 +124,7 @@ def _kept(lib, x, kernel, bias):
     return keep
 
 
-def test_a_backward_pass_without_its_forward_pass_is_refused():
+def test_a_backward_pass_without_its_forward_pass_is_refused(compiled):
     """What a forward pass keeps serves one backward pass; a second one must fail loudly
     rather than read another step's activations."""
     x, kernel, bias = map(tf.constant, stacked(3, 2, 5, 5))
@@ -120,7 +145,7 @@ def test_the_kernel_uses_the_threads_the_job_was_given(monkeypatch):
 
 
 @pytest.fixture
-def native(monkeypatch):
+def native(monkeypatch, compiled):
     monkeypatch.setenv(STACK_ENV, "native")
 
 
@@ -153,7 +178,7 @@ def test_a_diverging_member_leaves_the_others_bit_identical(tmp_path, native):
             record.read_summary(tmp_path / normal).test_loss
 
 
-def test_auto_takes_the_kernel_for_deep_stacks_only(monkeypatch):
+def test_auto_takes_the_kernel_for_deep_stacks_only(monkeypatch, compiled):
     monkeypatch.delenv(STACK_ENV, raising=False)
     deep = stack_choice.NATIVE_FROM_DEPTH
     assert stack_choice.choose_stack(RELU, deep - 1) == "xla"
@@ -203,12 +228,13 @@ def test_a_compiler_that_fails_is_reported_not_raised_through(tmp_path, monkeypa
                        match=r"false could not build highway_population\.c with -O3"):
         native_kernel.build()
     assert not list((tmp_path / "native").glob("*.so"))  # nothing half-built left behind
+    assert len(list((tmp_path / "native").glob("*.so.failed"))) == 1  # the failure, kept
 
 
 def test_the_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):
     monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
     monkeypatch.delenv("CC", raising=False)
-    first = native_kernel.build()
+    first = needs_kernel(native_kernel.build)
     assert first.parent == tmp_path / "native" and first.exists()
     built_at = first.stat().st_mtime_ns
     assert native_kernel.build() == first and first.stat().st_mtime_ns == built_at
@@ -232,3 +258,219 @@ def test_a_bad_stack_value_ends_the_command_in_one_sentence(run_cli, tmp_path, l
     assert "HIGHWAY_STUDY_STACK='fast' is not allowed: use one of auto, native, xla." \
         in result.stderr
     assert not list((tmp_path / "sweep").rglob("summary.json"))  # nothing trained
+
+
+# The cache and the build, hardened: a private folder, hash-checked libraries, a time limit,
+# failures remembered, a CPU fingerprint everywhere. Every test builds in its own tmp_path.
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache of the test's own, and a `load` that remembers nothing from earlier tests."""
+    monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(native_kernel, "load",
+                        native_kernel._remembered(native_kernel.load.__wrapped__))
+    return tmp_path / "native"
+
+
+def fake_compiler(tmp_path, monkeypatch, body):
+    """$CC as a shell script running `body` for a build (its version answered at once);
+    every build it is asked for is counted in tmp_path/builds."""
+    script = tmp_path / "fake-cc"
+    script.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then echo fake-cc 1.0; exit 0; fi\n'
+                      f'echo build >> "{tmp_path / "builds"}"\n{body}\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("CC", str(script))
+    return lambda: len((tmp_path / "builds").read_text().splitlines())
+
+
+def gone(pid, within_s=5.0) -> bool:
+    """Whether process pid has ended (a zombie awaiting its reaper counts) within within_s."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def one_warning(caplog, library):
+    warnings = [r for r in caplog.records if r.name == "highway_study"
+                and r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    said = warnings[0].getMessage()
+    assert str(library) in said and said.endswith("it is rebuilt.")
+    return said
+
+
+def test_without_a_compiler_kernel_tests_skip_with_the_reason(cache, monkeypatch):
+    monkeypatch.setenv("CC", str(cache / "no-such-cc"))
+    with pytest.raises(pytest.skip.Exception, match="unavailable here: no C compiler.*no-such"):
+        needs_kernel()
+
+
+def test_the_cache_folder_is_private_or_refused(cache, tmp_path, monkeypatch):
+    fake_compiler(tmp_path, monkeypatch, "exit 1")
+    with pytest.raises(native_kernel.NativeUnavailable, match="could not build"):
+        native_kernel.build()
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    cache.chmod(0o777)
+    with pytest.raises(native_kernel.NativeUnavailable,
+                       match=rf"cache {cache} is not used because group or others may write "
+                             rf"into it \(mode 777\)"):
+        native_kernel.build()
+    cache.chmod(0o700)
+    owner = cache.stat().st_uid
+    monkeypatch.setattr(native_kernel.os, "getuid", lambda: owner + 1)
+    with pytest.raises(native_kernel.NativeUnavailable,
+                       match=rf"cache {cache} is not used because it is owned by another user"):
+        native_kernel.build()
+
+
+def test_a_truncated_library_is_rebuilt_never_loaded(cache, caplog):
+    """Loading a truncated library used to end the process with SIGBUS."""
+    library = needs_kernel(native_kernel.build)
+    whole = library.read_bytes()
+    with open(library, "r+b") as file:
+        file.truncate(len(whole) // 2)
+    with pytest.raises(native_kernel.NativeUnavailable, match="does not match the sha256"):
+        native_kernel.Kernel(library)  # checked before ctypes sees it
+    with caplog.at_level(logging.WARNING, logger="highway_study"):
+        lib = native_kernel.load()
+    assert "does not match the sha256" in one_warning(caplog, library)
+    assert lib.path == library and library.stat().st_size == len(whole)
+    x, kernel, bias = stacked(2, 2, 5, 5)
+    xla = population_xla(*map(tf.constant, (x, kernel, bias)), RELU).numpy()
+    np.testing.assert_allclose(lib.forward("relu", x, kernel, bias), xla, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("how", ["planted", "unrecorded"])
+def test_a_planted_or_unrecorded_library_is_rebuilt_never_loaded(cache, tmp_path, caplog,
+                                                                   how):
+    """Whoever writes under the predictable name must not choose the code that runs."""
+    library = needs_kernel(native_kernel.build)
+    ran = tmp_path / "planted-code-ran"
+    if how == "planted":
+        planted = tmp_path / "planted.c"
+        planted.write_text('#include <stdio.h>\n__attribute__((constructor)) static void run'
+                           f'(void) {{ FILE *f = fopen("{ran}", "w"); if (f) fclose(f); }}\n')
+        subprocess.run([os.environ.get("CC") or "cc", "-shared", "-fPIC", str(planted), "-o",
+                        str(library)], check=True)
+    else:
+        library.with_name(library.name + ".json").unlink()
+    with caplog.at_level(logging.WARNING, logger="highway_study"):
+        lib = native_kernel.load()
+    said = one_warning(caplog, library)
+    assert ("does not match" if how == "planted" else "has no recorded hash") in said
+    assert not ran.exists() and lib.path == library
+    assert native_kernel._mismatch(library) is None  # what is loaded is what was recorded
+
+
+def test_a_compiler_that_hangs_is_stopped_and_remembered(cache, tmp_path, monkeypatch):
+    builds = fake_compiler(tmp_path, monkeypatch,
+                           f'sleep 60 &\necho $! > "{tmp_path / "pid"}"\nwait')
+    monkeypatch.setattr(native_kernel, "BUILD_TIMEOUT_S", 2)
+    started = time.monotonic()
+    with pytest.raises(native_kernel.NativeUnavailable,
+                       match=r"fake-cc did not finish building highway_population\.c within "
+                             r"2 s \(it was stopped\)\.$"):
+        native_kernel.build()
+    assert time.monotonic() - started < 10
+    assert gone(int((tmp_path / "pid").read_text()))  # the compiler's children too
+    with pytest.raises(native_kernel.NativeUnavailable, match="within 2 s.*remembered in"):
+        native_kernel.build()
+    assert builds() == 1
+
+
+def test_an_interrupted_build_leaves_no_compiler_running(cache, tmp_path, monkeypatch):
+    """SIGTERM or Ctrl-C, when they raise in this process, end the compiler with it."""
+    builds = fake_compiler(tmp_path, monkeypatch,
+                           f'sleep 60 &\necho $! > "{tmp_path / "pid"}"\nwait')
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            native_kernel.build()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert builds() == 1 and gone(int((tmp_path / "pid").read_text()))
+    assert not list(cache.glob("*.failed"))  # an interruption is not the compiler's failure
+
+
+def test_a_failed_build_is_remembered_across_calls_and_processes(cache, tmp_path,
+                                                                 monkeypatch):
+    builds = fake_compiler(tmp_path, monkeypatch, 'echo "fake-cc: no OpenMP" >&2\nexit 1')
+    with pytest.raises(native_kernel.NativeUnavailable, match=r"\(fake-cc: no OpenMP\)\.$"):
+        native_kernel.build()
+    with pytest.raises(native_kernel.NativeUnavailable,
+                       match=r"\(fake-cc: no OpenMP\) \(remembered in .*\.so\.failed: delete "
+                             r"it to try again\)\.$"):
+        native_kernel.build()
+    fresh = subprocess.run(
+        [sys.executable, "-c", "from highway_study.nn import native_kernel\n"
+                               "native_kernel.build()"],
+        capture_output=True, text=True, env=os.environ, cwd=Path(__file__).parents[1])
+    assert fresh.returncode == 1 and "remembered in" in fresh.stderr
+    assert builds() == 1
+    with pytest.raises(native_kernel.NativeUnavailable, match="remembered"):
+        native_kernel.load()
+    for marker in cache.glob("*.failed"):
+        marker.unlink()
+    with pytest.raises(native_kernel.NativeUnavailable, match="remembered"):
+        native_kernel.load()  # this process remembers without asking the disk again
+    assert builds() == 1
+    edited = tmp_path / "edited.c"
+    edited.write_text(native_kernel.SOURCE.read_text() + "\n/* edited */\n")
+    monkeypatch.setattr(native_kernel, "SOURCE", edited)
+    with pytest.raises(native_kernel.NativeUnavailable, match="no OpenMP\\)\\.$"):
+        native_kernel.build()  # another source: another key, another try
+    assert builds() == 2
+
+
+ARM = """processor\t: {n}
+BogoMIPS\t: {bogomips}
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x3
+CPU part\t: {part}
+CPU revision\t: 1
+"""
+
+
+def fingerprint(tmp_path, monkeypatch, text):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(text)
+    monkeypatch.setattr(native_kernel, "CPUINFO", cpuinfo)
+    return native_kernel._cpu_fingerprint()
+
+
+def test_the_cpu_fingerprint_names_the_cpu_on_arm_and_elsewhere(tmp_path, monkeypatch):
+    arm = fingerprint(tmp_path, monkeypatch, "".join(
+        ARM.format(n=n, bogomips=b, part="0xd0c") + "\n" for n, b in ((0, "50.00"), (1, "50.00"))))
+    assert "features: fp asimd evtstrm" in arm and "cpu part: 0xd0c" in arm
+    assert "cpu implementer: 0x41" in arm and "bogomips" not in arm and "processor" not in arm
+    three_cores = "".join(ARM.format(n=n, bogomips="48.00", part="0xd0c") + "\n"
+                          for n in range(3))
+    assert fingerprint(tmp_path, monkeypatch, three_cores) == arm
+    assert fingerprint(tmp_path, monkeypatch, ARM.format(n=0, bogomips="50.00",
+                                                         part="0xd40")) != arm  # another core
+    x86 = "processor\t: {}\nmodel name\t: AMD EPYC\ncpu MHz\t\t: {}\nflags\t\t: fpu avx2\n"
+    one = fingerprint(tmp_path, monkeypatch, x86.format(0, "2994.3"))
+    assert one == fingerprint(tmp_path, monkeypatch, x86.format(7, "1500.0"))
+    assert "model name: AMD EPYC" in one and "flags: fpu avx2" in one and "MHz" not in one
+    riscv = fingerprint(tmp_path, monkeypatch, "processor\t: 0\nhart\t\t: 1\n"
+                                               "isa\t\t: rv64imafdc\nmmu\t\t: sv39\n"
+                                               "uarch\t\t: sifive,u74-mc\n")
+    assert riscv == "isa: rv64imafdc\nmmu: sv39\nuarch: sifive,u74-mc"
+    monkeypatch.setattr(native_kernel, "CPUINFO", tmp_path / "no-cpuinfo")  # macOS, say
+    assert native_kernel._cpu_fingerprint() in (platform.processor(), platform.machine())
+    assert native_kernel._cpu_fingerprint()

@@ -22,6 +22,8 @@ from highway_study import record
 from highway_study.training import Interrupted, train
 from highway_study.training import batched
 from highway_study.training import population as pop
+from highway_study.training.keras_members import KerasMembers
+from keras_oracle import fit_alone
 
 SMALL = ("data=synthetic", "depth=4", "width=12", "batch_size=32", "tensorboard=false",
          "setup=blog", "max_steps=20")
@@ -38,15 +40,53 @@ def rows(run_dir):
             for row in record.read_metrics(run_dir)]
 
 
+# Every model of the catalog, and highway_fc both ways (stacked weights, one Keras layer
+# per highway layer), with sizes that keep each case a few seconds.
+MODELS = {
+    "highway_fc": (),
+    "highway_fc_layers": ("model.implementation=layers",),
+    "plain_fc": ("model=plain_fc", "width=12"),
+    "residual_fc": ("model=residual_fc", "width=12"),
+    "shallow": ("model=shallow", "depth=1"),
+    "softmax": ("model=softmax", "depth=0"),
+    "highway_conv": ("model=highway_conv", "data=digits", "data.train_limit=256", "width=4",
+                     "depth=2", "model.dropout=0.25", "model.pool_after=[0]"),
+    "plain_conv": ("model=plain_conv", "data=digits", "data.train_limit=256", "width=4",
+                   "depth=2"),
+}
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-def test_a_member_trains_as_it_would_alone(tmp_path, optimizer):
-    cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005),
-                   extra=(f"optimizer={optimizer}", "eval_every=7"))
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_member_trains_as_keras_fit_trains_it_alone(tmp_path, model, optimizer):
+    """The engine against Keras's own train step and optimizer, member by member."""
+    cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02),
+                   extra=(f"optimizer={optimizer}", "eval_every=7", "max_steps=12",
+                          "epochs=3", *MODELS[model]))
+    together = pop.train_population(cfgs, [tmp_path / f"p{i}" for i in range(2)])
+    for i, cfg in enumerate(cfgs):
+        oracle = fit_alone(cfg)
+        assert together[i].status == "completed"
+        mine = rows(tmp_path / f"p{i}")
+        assert [r["step"] for r in mine] == [step for step, _, _ in oracle["epochs"]]
+        for row, (_, val_loss, val_accuracy) in zip(mine, oracle["epochs"]):
+            np.testing.assert_allclose(row["val_loss"], val_loss, rtol=2e-5)
+            np.testing.assert_allclose(row["val_accuracy"], val_accuracy, atol=1e-6)
+        np.testing.assert_allclose(together[i].test_loss, oracle["test"][0], rtol=2e-5)
+
+
+def test_a_run_alone_is_a_population_of_one(tmp_path):
+    """train() and a member of a larger population write the same records and fields."""
+    cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005), extra=("eval_every=7",))
     together = pop.train_population(cfgs, [tmp_path / f"p{i}" for i in range(3)], groups=2)
     for i, cfg in enumerate(cfgs):
         alone = train(cfg, tmp_path / f"a{i}", verbose=False)
         assert together[i].status == alone.status == "completed"
         assert together[i].steps == alone.steps == 20
+        assert together[i].engine == alone.engine == {
+            "kernel": "xla", "why": "depth 4 < 100, where XLA is as fast"}
+        assert together[i].data_source == alone.data_source is not None
+        assert set(together[i].to_dict()) == set(alone.to_dict())
         np.testing.assert_allclose(together[i].test_loss, alone.test_loss, rtol=1e-5)
         mine, theirs = rows(tmp_path / f"p{i}"), rows(tmp_path / f"a{i}")
         assert [r["step"] for r in mine] == [r["step"] for r in theirs]
@@ -62,66 +102,107 @@ def test_a_member_trains_as_it_would_alone(tmp_path, optimizer):
                 if a[key] is not None:
                     np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
         assert together[i].curve_area == pytest.approx(alone.curve_area, rel=1e-5)
-        assert together[i].steps_to == alone.steps_to
+
+
+def test_a_model_added_the_documented_way_trains_as_a_population(tmp_path, monkeypatch):
+    """A new builder module and catalog entry, nothing else: it trains in a population."""
+    import types
+
+    import keras
+
+    from highway_study import catalog
+
+    def build(cfg, num_features, num_classes, image_shape=None):
+        return keras.Sequential([keras.Input(shape=(num_features,)),
+                                 keras.layers.Dense(cfg.width, activation="tanh"),
+                                 keras.layers.Dense(num_classes)], name="tanh_mlp")
+
+    monkeypatch.setitem(sys.modules, "highway_study.models.tanh_mlp",
+                        types.SimpleNamespace(build=build))
+    spec = catalog.ModelSpec("tanh_mlp", "plain", "dense", gated=False, builder="tanh_mlp")
+    monkeypatch.setitem(catalog.MODELS, "tanh_mlp", spec)
+    cfgs = configs((-1, 0, 0.01), (-1, 1, 0.05), extra=("model=plain_fc",))
+    for cfg in cfgs:
+        cfg.model.name = "tanh_mlp"
+    summaries = pop.train_population(cfgs, [tmp_path / "a", tmp_path / "b"])
+    assert [s.status for s in summaries] == ["completed", "completed"]
+    assert summaries[0].engine["kernel"] == "keras"
+    oracle = fit_alone(cfgs[1])
+    np.testing.assert_allclose(summaries[1].test_loss, oracle["test"][0], rtol=2e-5)
 
 
 def test_outputs_and_gradients_match_each_members_keras_model():
-    """The batched forward and its gradient against every member's own Keras model."""
+    """The stacked forward pass and its gradient against every member's own Keras model."""
     from highway_study.models import build_model
     from highway_study.training import seed_everything
 
     cfgs = configs((-1, 0, 0.01), (-2, 1, 0.01), (-4, 2, 0.01))
-    members = [pop.Member(cfg, Path("unused")) for cfg in cfgs]
-    for member in members:
-        member.dataset = pop.data_lib.load(member.cfg.data, member.cfg.seed)
-    initial, _ = pop._initial_weights(members)
-    population = batched.Population(members, initial, groups=1)
+    dataset = pop_data(cfgs[0])
+    models = []
+    for cfg in cfgs:
+        seed_everything(cfg.seed)
+        models.append(build_model(cfg, dataset.num_features, dataset.num_classes))
+    states = [{"weights": m.get_weights(), "slots": {}} for m in models]
+    population = batched.StackedHighway(cfgs, states, groups=1)
     group = population.groups[0]
     rng = np.random.default_rng(0)
-    x = rng.random((3, 8, members[0].dataset.num_features), np.float32)
+    x = rng.random((3, 8, dataset.num_features), np.float32)
     y = rng.integers(0, 10, (3, 8)).astype(np.int32)
     with tf.GradientTape() as tape:
         logits = population.forward(group, tf.constant(x), training=True)
         loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
     grads = tape.gradient(loss, group.variables)
-    for k, cfg in enumerate(cfgs):
-        seed_everything(cfg.seed)
-        ds = members[k].dataset
-        model = build_model(cfg, ds.num_features, ds.num_classes)
+    for k, model in enumerate(models):
         with tf.GradientTape() as tape:
             alone = model(x[k], training=True)
             loss_k = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(y[k], alone))
         grads_k = tape.gradient(loss_k, model.trainable_weights)
         np.testing.assert_allclose(logits[k], alone, rtol=1e-5, atol=1e-6)
-        ours = [np.take(g.numpy(), k, batched.Group.MEMBER_AXIS[name]).reshape(w.shape)
-                for g, name, w in zip(grads, batched.Group.NAMES, model.trainable_weights)]
+        ours = [np.take(g.numpy(), k, batched.MEMBER_AXIS[name]).reshape(w.shape)
+                for g, name, w in zip(grads, batched.NAMES, model.trainable_weights)]
         for a, b in zip(ours, grads_k):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("optimizer, slots", [("adam", {"m_kernel", "v_kernel"}),
-                                               ("momentum", {"m_kernel"}), ("sgd", set())])
-def test_a_member_that_diverges_is_frozen_with_its_optimizer_state(tmp_path, optimizer, slots):
+def pop_data(cfg):
+    from highway_study import data
+
+    return data.load(cfg.data, cfg.seed)
+
+
+@pytest.mark.parametrize("model", ["highway_fc", "plain_fc"])
+@pytest.mark.parametrize("optimizer, slots", [("adam", {"m", "v"}), ("momentum", {"m"}),
+                                               ("sgd", set())])
+def test_a_member_that_diverges_is_frozen_with_its_optimizer_state(tmp_path, model, optimizer,
+                                                                    slots):
     """The optimizer state of a diverged member must not absorb its non-finite gradient, and
     its weights must not move on (Adam and momentum would keep stepping on their old state)."""
-    cfgs = configs((-1, 0, 0.01), (-2, 1, 1e30), extra=(f"optimizer={optimizer}",))
-    members = [pop.Member(cfg, tmp_path / str(k)) for k, cfg in enumerate(cfgs)]
-    for member in members:
-        member.dataset = pop.data_lib.load(member.cfg.data, member.cfg.seed)
-    initial, _ = pop._initial_weights(members)
-    population = batched.Population(members, initial, groups=1, total_steps=100)
+    from highway_study.training.engine import _build, Member
+
+    cfgs = configs((-1, 0, 0.01), (-2, 1, 1e30), extra=(f"optimizer={optimizer}",
+                                                          f"model={model}"))
+    members = [Member(cfg, tmp_path / str(k), dataset=pop_data(cfg))
+               for k, cfg in enumerate(cfgs)]
+    keep = model != "highway_fc"
+    models, states, _ = _build(members, keep=keep)
+    population = (KerasMembers(cfgs, models, states, 100) if keep
+                  else batched.StackedHighway(cfgs, states, groups=1, total_steps=100))
     x = [np.ones((32, members[0].dataset.num_features), np.float32)] * 2
     y = [np.zeros(32, np.int32)] * 2
     population.step(x, y, 0)
-    before = population.member_arrays(1)
+    before = population.member_state(1)
     population.freeze(1)
     for step in range(1, 4):
         population.step(x, y, step)
-    after = population.member_arrays(1)
-    assert set(after) >= {"kernel"} | slots
-    for name, value in after.items():
-        np.testing.assert_array_equal(value, before[name], err_msg=name)
-    assert not np.array_equal(population.member_arrays(0)["kernel"], initial[0]["kernel"])
+    after = population.member_state(1)
+    assert set(after["slots"]) == slots
+    for a, b in zip(after["weights"], before["weights"]):
+        np.testing.assert_array_equal(a, b)
+    for slot in slots:
+        for a, b in zip(after["slots"][slot], before["slots"][slot]):
+            np.testing.assert_array_equal(a, b)
+    moved = population.member_state(0)["weights"]
+    assert not all(np.array_equal(a, b) for a, b in zip(moved, states[0]["weights"]))
 
 
 def test_a_diverging_member_leaves_the_others_bit_identical(tmp_path):
@@ -159,12 +240,12 @@ def test_an_interrupted_population_resumes_every_member_where_it_stopped(tmp_pat
         pop.train_population(cfgs, stopped, should_stop=after_first_epoch)
     for run_dir in stopped:
         assert len(record.read_metrics(run_dir)) == 1
-        assert pop.saved_epoch(run_dir) == 1 and record.read_summary(run_dir) is None
+        assert pop.resume_epoch(run_dir) == 1 and record.read_summary(run_dir) is None
     resumed = pop.train_population(cfgs, stopped)
     for i in range(2):
         assert rows(stopped[i]) == rows(tmp_path / f"u{i}")
         assert resumed[i].test_loss == whole[i].test_loss
-        assert not (stopped[i] / pop.CHECKPOINT_FILE).exists()
+        assert not (stopped[i] / "checkpoint").exists()
 
 
 def test_a_sweep_mixing_shapes_is_split_into_populations(tmp_path):
@@ -181,7 +262,7 @@ def test_a_sweep_mixing_shapes_is_split_into_populations(tmp_path):
             job(8, "depth=4", "optimizer=adam", "seed=3"), job(9, "depth=4", "patience=2")]
     groups = [[j.index for j in group] for group in plan(jobs)]
     assert groups[:3] == [[0, 2], [1, 4], [6, 8]]  # the populations, by shape and optimizer
-    assert groups[3:] == [[3], [5], [7], [9]]  # plain net, a group of one, bad depth, patience
+    assert groups[3:] == [[3], [5], [7], [9]]  # a group of one each; depth 0 is refused
 
 
 def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
@@ -210,9 +291,9 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
 
 
 def test_population_local_launcher_trains_each_group_as_one_submitit_task(tmp_path):
-    """hydra/launcher=population_slurm's path through submitit's local executor: two
-    highway nets are one task (one population), each plain net a task of its own; every
-    run gets its record."""
+    """hydra/launcher=population_slurm's path through submitit's local executor: the two
+    highway nets are one task (one population), the two plain nets another; every run gets
+    its record."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [sys.executable, "-m", "highway_study", "-m", *SMALL, "model=highway_fc,plain_fc",
@@ -223,6 +304,6 @@ def test_population_local_launcher_trains_each_group_as_one_submitit_task(tmp_pa
     summaries = [json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/summary.json")]
     assert len(summaries) == 4 and {s["status"] for s in summaries} == {"completed"}
     tasks = [p for p in (tmp_path / "sweep" / ".submitit").iterdir() if p.name.isdigit()]
-    assert len(tasks) == 3  # one population of 2 highway nets, 2 plain nets alone
+    assert len(tasks) == 2  # a population of 2 highway nets, one of 2 plain nets
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.*"))
     assert "training 2 runs as one population" in logs

@@ -12,16 +12,27 @@ OpenMP, for this CPU (-march=native), into a cache folder keyed by the source, t
 the compiler and the CPU, so a shared home on a cluster of mixed CPUs keeps one build per
 kind. BLAS is SciPy's (its `cython_blas` sgemm), found at load time, so nothing is linked.
 Where no compiler or OpenMP is at hand, `load()` says why and callers keep the XLA path.
+
+Loading a library runs its code, so the cache is treated as untrusted input: the folder
+must be private (mode 0o700, ours), and a library is loaded only if its sha256 matches the
+one recorded when it was built (`<library>.json`); one that does not (truncated, damaged,
+replaced, unrecorded) is rebuilt. A build that fails or outlives BUILD_TIMEOUT_S is
+remembered (`<library>.failed`), so a sweep does not pay for it once per population.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
+import json
+import logging
 import os
 import platform
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,6 +45,14 @@ SOURCE = Path(__file__).with_name("native") / "highway_population.c"
 CACHE_ENV = "HIGHWAY_STUDY_CACHE"
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
 ACTIVATIONS = {"relu": 0, "tanh": 1}  # the H activations the kernel computes
+BUILD_TIMEOUT_S = 300  # a compiler still running after this is stuck: stopped, remembered
+CPUINFO = Path("/proc/cpuinfo")
+# /proc/cpuinfo keys naming the CPU kind and its features (x86, ARM, POWER, RISC-V, s390);
+# per-moment lines (MHz, bogomips, processor and core numbers) would change the key by chance.
+CPU_KEYS = frozenset({"vendor_id", "cpu family", "model", "model name", "flags", "features",
+                      "cpu implementer", "cpu architecture", "cpu variant", "cpu part",
+                      "cpu revision", "cpu", "cpu model", "isa", "uarch", "mmu"})
+log = logging.getLogger("highway_study")
 
 
 class NativeUnavailable(RuntimeError):
@@ -48,6 +67,25 @@ def cache_dir() -> Path:
     return Path(base) / "highway_study" / "native"
 
 
+def _private_folder() -> Path:
+    """cache_dir(), created 0o700; refused if another user owns it or may write into it,
+    since whoever can place a file there chooses the code this process runs."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+    except OSError as error:
+        raise NativeUnavailable(f"the kernel cannot be built in {folder}: {error}.") from None
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        why = f"it is owned by another user (uid {info.st_uid})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        why = f"group or others may write into it (mode {stat.S_IMODE(info.st_mode):o})"
+    else:
+        return folder
+    raise NativeUnavailable(f"the kernel cache {folder} is not used because {why}: make it "
+                            f"yours with mode 700, or set {CACHE_ENV} to another folder.")
+
+
 def _compiler() -> str:
     compiler = os.environ.get("CC") or "cc"
     if shutil.which(compiler) is None:
@@ -55,50 +93,140 @@ def _compiler() -> str:
     return compiler
 
 
+def _run(argv: list[str], doing: str) -> subprocess.CompletedProcess:
+    """argv within BUILD_TIMEOUT_S, in a session of its own, so that a timeout or an
+    interrupt of this process (Ctrl-C, SIGTERM turned into an exception) kills the compiler
+    with everything it started (cc1, as, ld), not the driver alone."""
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            out, err = process.communicate(timeout=BUILD_TIMEOUT_S)
+        except BaseException as error:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except OSError:  # the whole group has exited already
+                pass
+            process.wait()
+            if isinstance(error, subprocess.TimeoutExpired):
+                raise NativeUnavailable(f"{argv[0]} did not finish {doing} within "
+                                        f"{BUILD_TIMEOUT_S} s (it was stopped).") from None
+            raise
+    return subprocess.CompletedProcess(argv, process.returncode, out, err)
+
+
 def _cpu_fingerprint() -> str:
-    """What -march=native depends on: the CPU's model and feature flags where Linux tells."""
+    """What -march=native depends on: the lines of /proc/cpuinfo that name the CPU's kind and
+    features (CPU_KEYS), else what the platform module says."""
     try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return "\n".join(sorted({ln for ln in lines if ln.startswith(("model name", "flags"))}))
+        text = CPUINFO.read_text(errors="replace")
     except OSError:
-        return platform.processor() or platform.machine()
+        text = ""
+    found = set()
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        if colon and key.strip().lower() in CPU_KEYS:
+            found.add(f"{key.strip().lower()}: {' '.join(value.split())}")
+    return "\n".join(sorted(found)) or platform.processor() or platform.machine()
 
 
-def _library_path(compiler: str) -> Path:
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+def _library_path(folder: Path, compiler: str) -> Path:
+    version = _run([compiler, "--version"], "printing its version").stdout
     key = hashlib.sha256("\0".join([SOURCE.read_text(), " ".join(FLAGS), version,
                                     platform.machine(), _cpu_fingerprint()]).encode())
-    return cache_dir() / f"highway_population-{key.hexdigest()[:16]}.so"
+    return folder / f"highway_population-{key.hexdigest()[:16]}.so"
+
+
+def _record(library: Path) -> Path:
+    return library.with_name(library.name + ".json")
+
+
+def _failure(library: Path) -> Path:
+    return library.with_name(library.name + ".failed")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as file:
+        file.write(text)
+    os.replace(file.name, path)
+
+
+def _mismatch(library: Path) -> str | None:
+    """None if the library is what its build recorded, else what is wrong with it."""
+    try:
+        recorded = json.loads(_record(library).read_text())["sha256"]
+    except FileNotFoundError:
+        return "has no recorded hash"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"has an unreadable hash record ({_record(library).name})"
+    try:
+        actual = _sha256(library)
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if actual != recorded:
+        return "does not match the sha256 recorded at its build (truncated, damaged or replaced)"
+    return None
+
+
+def _verified(library: Path) -> bool:
+    """Whether the cached library may be loaded; one that may not is removed, with a
+    warning, so that it is rebuilt."""
+    if not library.exists() and not _record(library).exists():
+        return False
+    problem = _mismatch(library)
+    if problem is None:
+        return True
+    log.warning("The compiled kernel %s %s; it is rebuilt.", library, problem)
+    library.unlink(missing_ok=True)
+    _record(library).unlink(missing_ok=True)
+    return False
 
 
 def build() -> Path:
-    """Compile the kernel into the cache (once per source, flags, compiler and CPU)."""
+    """The verified library in the cache, compiled if needed (once per source, flags,
+    compiler and CPU); a build that failed before is not tried again."""
     compiler = _compiler()
-    target = _library_path(compiler)
-    if target.exists():
-        return target
+    target = _library_path(_private_folder(), compiler)
     try:
-        return _compile(compiler, target)
+        with FileLock(str(target) + ".lock"):  # two processes starting at once build it once
+            if _verified(target):
+                return target
+            failure = _failure(target)
+            if failure.exists():
+                said = failure.read_text().strip().rstrip(".")
+                raise NativeUnavailable(f"{said} (remembered in {failure}: delete it to try "
+                                        f"again).")
+            try:
+                return _compile(compiler, target)
+            except NativeUnavailable as error:
+                with contextlib.suppress(OSError):  # unremembered, the reason still stands
+                    _write_atomically(failure, str(error))
+                raise
     except OSError as error:
         raise NativeUnavailable(f"the kernel cannot be built in {target.parent}: {error}.") \
             from None
 
 
 def _compile(compiler: str, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):  # two processes starting at once build it once
-        if target.exists():
-            return target
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            partial = Path(tmp) / target.name
-            done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                said = done.stderr.strip().splitlines()
-                raise NativeUnavailable(
-                    f"{compiler} could not build {SOURCE.name} with {' '.join(FLAGS)}"
-                    + (f" ({said[-1]})." if said else "."))
-            os.replace(partial, target)  # readers never see a half-written library
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        partial = Path(tmp) / target.name
+        done = _run([compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
+                    f"building {SOURCE.name}")
+        if done.returncode != 0:
+            said = done.stderr.strip().splitlines()
+            raise NativeUnavailable(
+                f"{compiler} could not build {SOURCE.name} with {' '.join(FLAGS)}"
+                + (f" ({said[-1]})." if said else "."))
+        digest = _sha256(partial)  # what the compiler wrote, before it is in the shared name
+        os.replace(partial, target)  # readers never see a half-written library
+    _write_atomically(_record(target), json.dumps({"sha256": digest}))  # after the library
     return target
 
 
@@ -121,6 +249,9 @@ class Kernel:
 
     def __init__(self, path: Path):
         self.path = path
+        problem = _mismatch(path)  # never hand ctypes a library nobody checked
+        if problem is not None:
+            raise NativeUnavailable(f"the kernel {path} {problem}, so it is not loaded.")
         try:
             self._lib = ctypes.CDLL(str(path))
             self._lib.hs_set_sgemm(ctypes.c_void_p(_scipy_sgemm()))
@@ -209,10 +340,31 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-@functools.cache
+def _remembered(function):
+    """functools.cache that also remembers a NativeUnavailable: a sweep asks for the kernel
+    once per population, and a kernel that cannot be had is not tried again each time.
+    `cache_clear()` forgets; `__wrapped__` is the function itself."""
+    outcome = []
+
+    @functools.wraps(function)
+    def remembered():
+        if not outcome:
+            try:
+                outcome.append(function())
+            except NativeUnavailable as error:
+                outcome.append(error)
+        if isinstance(outcome[0], NativeUnavailable):
+            raise NativeUnavailable(str(outcome[0])) from None
+        return outcome[0]
+
+    remembered.cache_clear = outcome.clear
+    return remembered
+
+
+@_remembered
 def load() -> Kernel:
     """The kernel, built if needed, loaded once per process; raises NativeUnavailable (with
-    the reason) where it cannot be."""
+    the reason, the same every time) where it cannot be."""
     if sys.platform == "win32":
         raise NativeUnavailable("the native kernel is built for Linux and macOS only.")
     return Kernel(build())

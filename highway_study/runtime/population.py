@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, run_job, setup_globals
 from omegaconf import OmegaConf, open_dict, read_write
 
-from highway_study.config import ConfigError, requested_stack, validate
+from highway_study.config import ConfigError, validate
 from highway_study.runtime import job as job_lib
 from highway_study.runtime.lock import RunLocked, run_lock
 from highway_study.runtime.signals import StopRequests
@@ -53,7 +53,6 @@ def launch_indexed(launcher, indexed_overrides) -> list[JobReturn]:
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
     launcher_cfg = launcher.config.hydra.launcher  # before TensorFlow's first op here
     limit_threads(job_threads(launcher_cfg), op_threads(launcher_cfg))
-    requested_stack()  # a bad $HIGHWAY_STUDY_STACK ends the sweep before it trains
     Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     jobs = [_job(launcher, overrides, index) for overrides, index in indexed_overrides]
     returns: dict[int, JobReturn] = {}
@@ -122,12 +121,7 @@ def _population_key(job: Job, population) -> tuple | None:
             return None  # finished: the task function skips it
     except (ConfigError, job_lib.ConfigChanged, ValueError, OSError):
         return None  # the task function refuses it in one sentence
-    if population.unsupported(cfg) is not None:
-        return None
-    keras_checkpoint = job.run_dir / "checkpoint"
-    if keras_checkpoint.exists() and not (job.run_dir / population.CHECKPOINT_FILE).exists():
-        return None  # an interrupted run alone resumes alone, from its own checkpoint
-    return population.shape_key(cfg), population.saved_epoch(job.run_dir)
+    return population.shape_key(cfg), population.resume_epoch(job.run_dir)
 
 
 def _train_population(members: list[Job], groups) -> list:

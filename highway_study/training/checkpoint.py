@@ -1,20 +1,24 @@
-"""Resuming a run: per-epoch checkpoints that survive a kill, and the history they hold.
+"""Resuming a run: per-epoch checkpoints that survive a kill, one format for every run.
 
 After epoch N, `<run>/checkpoint/` holds
-- `epoch-0000N.weights.h5`: the weights and the optimizer state;
-- `epoch-0000N.json`: the epoch, the wall time spent so far, and whether training ended there
-  (last epoch, max_steps, patience or divergence), written after the weights: a checkpoint
-  is whole once its .json exists;
+- `epoch-0000N.npz`: the member's weights in its Keras model's order and shapes
+  (`weight_000`, ...) and its optimizer slots (`slot_m_000`, ...), whichever members
+  computed them (a run alone, a population, XLA or the compiled kernel);
+- `epoch-0000N.json`: the epoch, the step, the wall time spent so far, whether training
+  ended there and why, and the curve's running training loss; written after the arrays:
+  a checkpoint is whole once its .json exists;
 - the same pair of the epoch before, kept as a fallback;
 - `config.json`: the config the run trains with (the runtime refuses to resume another).
 
 Every file is written under a temporary name and renamed, so a kill mid-write leaves the
-previous checkpoint as it was. The folder is removed by train() only after summary.json is
-written: a run stopped while it is being tested or lesioned resumes there, without training.
+previous checkpoint as it was. The folder is removed only after summary.json is written: a
+run stopped while it is being tested or lesioned resumes there, without training.
 
-`restore` loads the newest checkpoint that reads; one that does not is reported in one
-sentence, removed, and the one before it is tried, else training starts over. metrics.jsonl
-is cut back to the restored epoch only once that is decided, so no epoch is recorded twice.
+`restore` takes the newest checkpoint that reads and that metrics.jsonl agrees with; one
+that does not is reported in one sentence and the one before it is tried, else training
+starts over. metrics.jsonl is cut back to the restored epoch, so a kill between writing an
+epoch's metrics row and its checkpoint loses that epoch only. Checkpoints of earlier
+versions (Keras `.weights.h5`, a population's `population.npz`) are still read.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import keras
+import numpy as np
 
 from highway_study import record
 
@@ -36,9 +41,11 @@ log = logging.getLogger("highway_study")
 
 CHECKPOINT_DIR = "checkpoint"
 CONFIG_FILE = "config.json"
-_NAME = re.compile(r"^epoch-(\d+)\.(json|weights\.h5)$")
-# What keras.callbacks.BackupAndRestore wrote before (still restored, as the oldest choice).
+_NAME = re.compile(r"^epoch-(\d+)\.(json|npz|weights\.h5)$")
+# What earlier versions wrote: Keras's BackupAndRestore, and a population's one file.
 _LEGACY_WEIGHTS, _LEGACY_STATE = "latest.weights.h5", "training_metadata.json"
+_POPULATION_FILE = "population.npz"
+_POPULATION_NAMES = ("w_in", "b_in", "kernel", "bias", "w_out", "b_out")
 
 
 class CheckpointError(ValueError):
@@ -49,12 +56,16 @@ class CheckpointError(ValueError):
 class Resume:
     """Where a run goes on from: what `restore` found in its folder."""
 
-    epoch: int = 0  # epochs the restored weights hold (0: a fresh start)
+    epoch: int = 0  # epochs the restored state holds (0: a fresh start)
     history: list = field(default_factory=list)  # their metrics rows
     wall_seconds: float = 0.0  # time the earlier attempts spent
-    trained: bool = False  # training had ended: only the test, lesions and summary are missing
-    diverged: bool = False
-    intact: bool = True  # False: a failed load may have left the model's weights half changed
+    info: dict = field(default_factory=dict)  # the checkpoint's .json
+    state: dict | None = None  # {"weights": [...], "slots": {...}}; None: a fresh start
+
+    @property
+    def trained(self) -> bool:
+        """Training had ended: only the test, lesions and summary are missing."""
+        return bool(self.info.get("trained"))
 
 
 def checkpoint_dir(run_dir) -> Path:
@@ -74,37 +85,46 @@ def has_checkpoint(run_dir) -> bool:
     return bool(_candidates(checkpoint_dir(run_dir)))
 
 
-def restore(run_dir, model, config: dict) -> Resume:
-    """Load the newest usable checkpoint into `model` and cut metrics.jsonl back to it.
+def latest_epoch(run_dir) -> int:
+    """The epoch a rerun would resume from, judged without loading any arrays (0: none)."""
+    rows = record.read_metrics(run_dir)
+    for epoch, _, state in _candidates(checkpoint_dir(run_dir)):
+        try:
+            _read_state(state, epoch, rows)
+        except CheckpointError:
+            continue
+        return epoch
+    return 0
 
-    Also records `config` as the run's config and clears files a kill left half written.
+
+def restore(run_dir, config: dict, at_most: int | None = None,
+            read_keras: Callable[[Path], dict] | None = None) -> Resume:
+    """The newest usable checkpoint of epoch `at_most` or earlier, with metrics.jsonl cut
+    back to it; also records `config` as the run's config and clears half-written files.
+
+    `read_keras(path)` turns an earlier version's Keras `.weights.h5` into the state
+    (None: such checkpoints are skipped with one sentence).
     """
     run_dir = Path(run_dir)
     folder = checkpoint_dir(run_dir)
     rows = record.read_metrics(run_dir)
     resume = Resume(wall_seconds=_earlier_seconds(run_dir))
-    candidates = _candidates(folder)
-    for index, (epoch, weights, state) in enumerate(candidates):
+    candidates = [c for c in _candidates(folder) if at_most is None or c[0] <= at_most]
+    for index, (epoch, arrays, state) in enumerate(candidates):
         try:
-            info = _read_state(state, epoch)
-            kept = [row for row in rows if row.get("epoch", 0) <= epoch]
-            if [row.get("epoch") for row in kept] != list(range(1, epoch + 1)):
-                raise CheckpointError(f"metrics.jsonl does not hold its epochs 1-{epoch}")
-            if not weights.is_file():
-                raise CheckpointError(f"{weights.name} is missing")
-            resume.intact = False
-            _load(model, weights)
+            info = _read_state(state, epoch, rows)
+            resume.state = _read_arrays(arrays, read_keras)
         except Exception as error:  # noqa: BLE001 - any unreadable checkpoint: try the next
             then = ("trying the one before it" if index + 1 < len(candidates)
                     else "training starts over from epoch 1")
             log.warning("%s: the checkpoint of epoch %d cannot be used (%s); %s.",
                         run_dir.name, epoch, _reason(error), then)
-            _discard(folder, epoch, weights, state)
+            if at_most is None:
+                _discard(arrays, state)
             continue
-        resume.epoch, resume.history, resume.intact = epoch, kept, True
+        resume.epoch, resume.info = epoch, info
+        resume.history = [row for row in rows if row.get("epoch", 0) <= epoch]
         resume.wall_seconds = max(resume.wall_seconds, float(info.get("wall_seconds") or 0.0))
-        resume.trained = bool(info.get("trained"))
-        resume.diverged = bool(info.get("diverged"))
         break
     if len(rows) > len(resume.history):
         log.info("%s: metrics.jsonl cut back from %d to %d epochs (the checkpoint's)",
@@ -118,41 +138,25 @@ def restore(run_dir, model, config: dict) -> Resume:
     return resume
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a checkpoint after every epoch (see the module's docstring).
-
-    Put it after the callbacks that stop training (recorder, Patience): whether training
-    ends with this epoch is part of the checkpoint.
-    """
-
-    def __init__(self, run_dir, epochs: int, elapsed: Callable[[], float],
-                 diverged: Callable[[], bool]):
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.epochs = epochs
-        self.elapsed = elapsed
-        self.diverged = diverged
-
-    def on_epoch_end(self, epoch, logs=None):
-        ended = bool(self.model.stop_training) or epoch + 1 >= self.epochs
-        save(self.run_dir, self.model, epoch + 1, {
-            "wall_seconds": self.elapsed(), "trained": ended, "diverged": self.diverged()})
-
-
-def save(run_dir, model, epoch: int, state: dict) -> None:
-    """Write the checkpoint of `epoch` (weights, then state) and drop all but the one before."""
+def save(run_dir, epoch: int, state: dict, info: dict) -> None:
+    """Write the checkpoint of `epoch` (arrays, then the .json) and drop all but the one
+    before, and any earlier version's files."""
     folder = checkpoint_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    weights = folder / f"epoch-{epoch:05d}.weights.h5"
-    partial = folder / f"tmp-{weights.name}"  # Keras wants the .weights.h5 ending
-    model.save_weights(str(partial), overwrite=True)
-    _fsync(partial)
-    os.replace(partial, weights)
-    _write_json(folder / f"epoch-{epoch:05d}.json", {"epoch": epoch, **state})
+    arrays = {f"weight_{i:03d}": w for i, w in enumerate(state["weights"])}
+    for slot, values in state.get("slots", {}).items():
+        arrays.update({f"slot_{slot}_{i:03d}": v for i, v in enumerate(values)})
+    with tempfile.NamedTemporaryFile(dir=folder, prefix="tmp-", suffix=".npz",
+                                     delete=False) as out:
+        np.savez(out, **arrays)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(out.name, folder / f"epoch-{epoch:05d}.npz")
+    _write_json(folder / f"epoch-{epoch:05d}.json", {"epoch": epoch, **info})
     for path in folder.iterdir():
         match = _NAME.match(path.name)
         if (match and int(match.group(1)) < epoch - 1) or path.name in (
-                _LEGACY_WEIGHTS, _LEGACY_STATE):
+                _LEGACY_WEIGHTS, _LEGACY_STATE, _POPULATION_FILE):
             path.unlink(missing_ok=True)
 
 
@@ -162,7 +166,7 @@ def remove(run_dir) -> None:
 
 
 def _candidates(folder: Path) -> list[tuple[int, Path, Path]]:
-    """(epoch, weights, state) of every checkpoint whose state file exists, newest first."""
+    """(epoch, arrays, state file) of every checkpoint whose state file exists, newest first."""
     if not folder.is_dir():
         return []
     found = []
@@ -170,35 +174,88 @@ def _candidates(folder: Path) -> list[tuple[int, Path, Path]]:
         match = _NAME.match(path.name)
         if match and match.group(2) == "json":
             epoch = int(match.group(1))
-            found.append((epoch, folder / f"epoch-{epoch:05d}.weights.h5", path))
-    legacy = folder / _LEGACY_STATE
-    if legacy.is_file():  # oldest choice: its epoch is only known once read
-        found.append((-1, folder / _LEGACY_WEIGHTS, legacy))
+            arrays = folder / f"epoch-{epoch:05d}.npz"
+            if not arrays.exists() and (folder / f"epoch-{epoch:05d}.weights.h5").exists():
+                arrays = folder / f"epoch-{epoch:05d}.weights.h5"
+            found.append((epoch, arrays, path))
+    for weights, state in ((_LEGACY_WEIGHTS, _LEGACY_STATE),
+                           (_POPULATION_FILE, _POPULATION_FILE)):
+        if (folder / state).is_file():
+            found.append((_legacy_epoch(folder / state), folder / weights, folder / state))
     found.sort(key=lambda item: item[0], reverse=True)
-    if found and found[-1][0] == -1:
-        try:
-            epoch = int(json.loads(legacy.read_text(encoding="utf-8"))["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            epoch = 0
-        found[-1] = (epoch, found[-1][1], legacy)
     return found
 
 
-def _read_state(path: Path, epoch: int) -> dict:
+def _legacy_epoch(path: Path) -> int:
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path.name} is not valid JSON") from None
+        if path.suffix == ".npz":
+            with np.load(path) as saved:
+                return int(saved["epoch"])
+        return int(json.loads(path.read_text(encoding="utf-8"))["epoch"])
+    except Exception:  # noqa: BLE001 - unreadable: _read_state says why
+        return 0
+
+
+def _read_state(path: Path, epoch: int, rows: list) -> dict:
+    """The checkpoint's .json (for a population.npz, what it says of itself), checked
+    against metrics.jsonl."""
+    if path.name == _POPULATION_FILE:
+        try:
+            with np.load(path) as saved:
+                diverged_at = int(saved["diverged_at"])
+        except Exception:  # noqa: BLE001 - a truncated or foreign file
+            raise CheckpointError(f"{path.name} cannot be read") from None
+        state = {"epoch": epoch, "diverged_at": diverged_at if diverged_at >= 0 else None}
+    else:
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise CheckpointError(f"{path.name} is not valid JSON") from None
     if not isinstance(state, dict) or state.get("epoch") != epoch or epoch < 1:
         raise CheckpointError(f"{path.name} does not name epoch {epoch}")
+    kept = [row.get("epoch") for row in rows if row.get("epoch", 0) <= epoch]
+    if kept != list(range(1, epoch + 1)):
+        raise CheckpointError(f"metrics.jsonl does not hold its epochs 1-{epoch}")
+    if "diverged" in state and "diverged_at" not in state:  # an earlier version's run alone
+        state["diverged_at"] = rows[epoch - 1].get("step") if state["diverged"] else None
+    if "step" not in state:
+        state["step"] = rows[epoch - 1].get("step")
     return state
 
 
-def _load(model, weights: Path) -> None:
-    """Weights and optimizer state into `model` (the optimizer is built first to receive them)."""
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    model.load_weights(str(weights))
+def _read_arrays(path: Path, read_keras) -> dict:
+    if not path.is_file():
+        raise CheckpointError(f"{path.name} is missing")
+    if path.name.endswith(".weights.h5"):
+        if read_keras is None:
+            raise CheckpointError(f"{path.name} is in an earlier version's format")
+        return read_keras(path)
+    with np.load(path) as saved:
+        if path.name == _POPULATION_FILE:
+            return _population_state(saved)
+        weights = [saved[name] for name in sorted(n for n in saved.files
+                                                  if n.startswith("weight_"))]
+        slots = {}
+        for name in sorted(n for n in saved.files if n.startswith("slot_")):
+            slots.setdefault(name.split("_")[1], []).append(saved[name])
+    if not weights:
+        raise CheckpointError(f"{path.name} holds no weights")
+    return {"weights": weights, "slots": slots}
+
+
+def _population_state(saved) -> dict:
+    """An earlier version's population.npz (a highway_fc member, bias axes of length 1)
+    in the Keras model's layout."""
+    def keras_layout(name, array):
+        if name in ("b_in", "b_out"):
+            return array.reshape(-1)
+        return array[:, 0, :] if name == "bias" else array
+
+    slots = {}
+    for slot in ("m", "v"):
+        if f"{slot}_kernel" in saved.files:
+            slots[slot] = [keras_layout(n, saved[f"{slot}_{n}"]) for n in _POPULATION_NAMES]
+    return {"weights": [keras_layout(n, saved[n]) for n in _POPULATION_NAMES], "slots": slots}
 
 
 def _reason(error: Exception) -> str:
@@ -208,17 +265,18 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {first_line}".rstrip(": ")
 
 
-def _discard(folder: Path, epoch: int, weights: Path, state: Path) -> None:
-    for path in (weights, state):
+def _discard(*paths: Path) -> None:
+    for path in paths:
         path.unlink(missing_ok=True)
 
 
 def _remove_temporaries(folder: Path) -> None:
-    """Files a kill left half written, and weights whose state file was never written."""
+    """Files a kill left half written, and arrays whose state file was never written."""
     states = {path.name[:-len(".json")] for path in folder.glob("epoch-*.json")}
     for path in folder.iterdir():
-        orphan = path.name.endswith(".weights.h5") and _NAME.match(path.name) and (
-            path.name[:-len(".weights.h5")] not in states)
+        stem = path.name.split(".")[0]
+        orphan = _NAME.match(path.name) and not path.name.endswith(".json") and (
+            stem not in states)
         if path.name.startswith("tmp-") or path.name.endswith(".tmp") or orphan:
             path.unlink(missing_ok=True)
 

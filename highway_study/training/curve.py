@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-from highway_study import record
+from highway_study import convergence, record
 
 
 def resume_points(run_dir, step: int) -> list[dict]:
@@ -49,8 +49,10 @@ class StepRecorder:
             step = self.points[-1]["step"] if self.points else 0
         self.step = step
         self.recording_seconds = 0.0
-        self._loss_sum = 0.0
-        self._examples = 0
+        # The steps since the last point (kept in a checkpoint, so that the first point
+        # after a resume averages the same steps as the uninterrupted run's).
+        self.loss_sum = 0.0
+        self.examples = 0
         self._started = time.perf_counter()
 
     def start(self) -> dict | None:
@@ -62,8 +64,8 @@ class StepRecorder:
         """Count one optimizer step whose mean loss over `examples` examples was `loss`;
         record a point (and return it) when one is due."""
         self.step += 1
-        self._loss_sum += float(loss) * examples
-        self._examples += examples
+        self.loss_sum += float(loss) * examples
+        self.examples += examples
         if self.step % self.every == 0:
             return self._record()
         return None
@@ -77,15 +79,32 @@ class StepRecorder:
     def _record(self) -> dict:
         begin = time.perf_counter()
         point = {"step": self.step,
-                 "train_loss": self._loss_sum / self._examples if self._examples else None}
+                 "train_loss": self.loss_sum / self.examples if self.examples else None}
         point.update(self.measure())
         measured = time.perf_counter()
         point["seconds"] = measured - self._started
         point["recording_seconds"] = measured - begin
         record.append_point(self.run_dir, point)
         self.points.append(point)
-        self._loss_sum, self._examples = 0.0, 0
+        self.loss_sum, self.examples = 0.0, 0
         for listener in self.listeners:
             listener(point)
         self.recording_seconds += time.perf_counter() - begin  # writing and listeners too
         return point
+
+
+def val_subset_size(cfg, dataset) -> int:
+    """Validation examples measured at each point (`eval_examples`, at most all of them)."""
+    total = len(dataset.x_val)
+    return total if cfg.eval_examples is None else min(cfg.eval_examples, total)
+
+
+def summary_fields(cfg, recorder: StepRecorder, dataset) -> dict:
+    """The summary's step-resolution fields, from the recorded points."""
+    thresholds = (*convergence.THRESHOLDS, cfg.threshold)
+    return dict(
+        convergence.summarize(recorder.points, 1 / dataset.num_classes, thresholds),
+        eval_every=cfg.eval_every,
+        curve_val_examples=val_subset_size(cfg, dataset),
+        recording_seconds=recorder.recording_seconds,
+    )

@@ -7,6 +7,8 @@ on, and several runs trained in one process never disturb each other's order.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 # Domain tags, so that the order of the examples and the layers' random seeds of one epoch
@@ -29,3 +31,7 @@ def epoch_batches(seed: int, epoch: int, size: int, batch_size: int) -> list[np.
     smaller): what a run alone's input pipeline yields, for a population member."""
     order = epoch_order(seed, epoch, size)
     return [order[i:i + batch_size] for i in range(0, size, batch_size)]
+
+
+def steps_per_epoch(size: int, batch_size: int) -> int:
+    return math.ceil(size / batch_size)

@@ -1,33 +1,58 @@
-"""Which implementation computes a population's highway layers: XLA or the compiled kernel.
+"""Which members compute a configuration, and why: the choice a run records.
 
-$HIGHWAY_STUDY_STACK (config.requested_stack) picks it: "auto" (the default) takes the
-compiled kernel (nn.native_stack) for stacks of NATIVE_FROM_DEPTH layers or more where it
-can be built here, else XLA (nn.fast_stack); "native" insists on the kernel, "xla" never
-uses it. Both give a member's numbers up to float rounding; only the speed differs
-(docs/benchmark.md, "A compiled kernel").
+`model.implementation` is the one name of this choice (config.IMPLEMENTATIONS):
+- `scan` (default): stacked highway weights; the compiled kernel (nn.native_stack) for
+  stacks of NATIVE_FROM_DEPTH layers or more where it can be built and no GPU is present,
+  else XLA (nn.fast_stack);
+- `scan_xla`, `scan_native`: one of the two, always (`scan_native` fails in one sentence
+  where the kernel cannot run);
+- `layers`, `scan_autodiff`, and every model other than highway_fc: one Keras model per
+  member (training.keras_members).
+Both stacked kernels give a member's numbers up to float rounding; which one ran is written
+into summary.json (`engine`), because rounding differences grow over thousands of steps.
 """
 
 from __future__ import annotations
 
 import logging
 
-from highway_study.config import STACK_ENV, ConfigError, requested_stack
+from highway_study import catalog
+from highway_study.config import ConfigError
 
 log = logging.getLogger("highway_study")
 NATIVE_FROM_DEPTH = 100  # at depth 50 and below XLA measured as fast or faster (docs/benchmark.md)
+STACKED = ("scan", "scan_xla", "scan_native")
 
 
-def choose_stack(activation, depth: int, wanted: str | None = None) -> str:
-    """"native" or "xla" for a population of this activation and depth."""
-    wanted = wanted or requested_stack()
-    if wanted == "xla" or (wanted == "auto" and depth < NATIVE_FROM_DEPTH):
-        return "xla"
+def choose_kernel(cfg) -> tuple[str, str]:
+    """("native" | "xla" | "keras", why) for this configuration on this machine."""
+    implementation = cfg.model.get("implementation", "scan")
+    spec = catalog.spec(cfg.model.name)
+    if not (spec.family == "highway" and spec.layout == "dense"):
+        return "keras", f"model={cfg.model.name} trains as one Keras model per member"
+    if implementation not in STACKED:
+        return "keras", f"model.implementation={implementation}"
+    if implementation == "scan_xla":
+        return "xla", "model.implementation=scan_xla"
+    import keras
+
+    activation = keras.activations.get(cfg.model.activation)
+    if implementation == "scan":
+        if gpu_present():
+            return "xla", "a GPU is present and the compiled kernel runs on CPUs only"
+        if cfg.depth < NATIVE_FROM_DEPTH:
+            return "xla", f"depth {cfg.depth} < {NATIVE_FROM_DEPTH}, where XLA is as fast"
     from highway_study.nn import native_stack  # TensorFlow: not needed to check a value
 
     why_not = native_stack.available(activation)
     if why_not is None:
-        return "native"
-    if wanted == "native":
-        raise ConfigError(f"{STACK_ENV}=native cannot be used here: {why_not}")
-    log.info("highway layers by XLA: the compiled kernel is not available (%s)", why_not)
-    return "xla"
+        return "native", f"model.implementation={implementation}, depth {cfg.depth}"
+    if implementation == "scan_native":
+        raise ConfigError(f"model.implementation=scan_native cannot be used here: {why_not}")
+    return "xla", f"the compiled kernel is not available ({why_not})"
+
+
+def gpu_present() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
