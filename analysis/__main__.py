@@ -15,7 +15,7 @@ from pathlib import Path
 
 from analysis.collect import AnalysisError, collect
 from highway_study.record import SUMMARY_FILE
-from analysis.select import parse_where, pooled, pooled_warning, select
+from analysis.select import data_sets_warning, parse_where, pooled, pooled_warning, select
 
 FORMATS = ("png", "svg", "pdf")
 # Files that only a sweep's root folder holds: Hydra's basic sweeper (grids, named
@@ -69,12 +69,14 @@ def analyse(folders, out: Path, args, optuna=None) -> str:
         optuna = load_trials(args.optuna, names[0])
     if collection is not None and collection.skipped:
         _warn_skipped(collection.skipped)
-    mixed = pooled_warning(pooled(collection)) if collection is not None else None
-    if mixed:
-        print(f"warning: {mixed}", file=sys.stderr)
-    drawers = _drawers(collection, optuna, args, plots, tables)
     if collection is not None:
-        drawers.update(_step_drawers(collection, args, tables))
+        for warning in (data_sets_warning(collection.runs), pooled_warning(pooled(collection))):
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
+    drawn = _with_depth(collection)  # figures place runs by depth: those without one are left out
+    drawers = _drawers(drawn, optuna, args, plots, tables)
+    if drawn is not None:
+        drawers.update(_step_drawers(drawn, args, tables))
     study = needs_depth_report.prepare(collection, args.compare)  # None without tent runs
     if study is not None:
         drawers.update(needs_depth_report.drawers(study))
@@ -152,6 +154,35 @@ def analyse_studies(names, out: Path, args) -> str:
                                    encoding="utf-8")
     return (f"Analysed {len(names)} Optuna studies: {out / 'report.md'} (compared), each "
             f"study's own report in {out}/<study>/")
+
+
+def _with_depth(collection):
+    """The collection without the runs whose config has no usable depth (missing, not a
+    whole number), which no figure can place, and one warning naming them; None when no run
+    is left (or no collection)."""
+    if collection is None:
+        return None
+    runs = collection.runs
+    lost = runs[runs["depth"].isna()]
+    if lost.empty:
+        return collection
+    names = ", ".join(lost["run"].astype(str).head(5)) + (
+        f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+    print(f"warning: {len(lost)} of {len(runs)} runs have no usable depth in their config "
+          f"({names}): they are in runs.csv and the report but in no figure; give each run "
+          "a whole number as depth.", file=sys.stderr)
+    if len(lost) == len(runs):
+        return None
+    kept = set(runs.loc[runs["depth"].notna(), "run"])
+
+    def only(frame):
+        return frame[frame["run"].isin(kept)].reset_index(drop=True)
+
+    return dataclasses.replace(
+        collection, runs=only(runs), curves=only(collection.curves),
+        points=only(collection.points), gate_points=only(collection.gate_points),
+        gates=only(collection.gates), lesions=only(collection.lesions),
+        gate_run=collection.gate_run if collection.gate_run in kept else None)
 
 
 def _drawers(c, optuna, args, plots, tables) -> dict:

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import sanitize
+from analysis.sanitize import as_text
 from highway_study import catalog, convergence, record
 
 # Always in the runs table, whether or not they vary across runs.
@@ -75,7 +77,7 @@ def read_run(run_dir: Path) -> tuple[record.Summary | None, str | None]:
     """(summary, None) for a usable run record, else (None, why it is skipped)."""
     try:
         summary = record.read_summary(run_dir)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return None, "corrupt JSON in summary.json"
     except record.RecordError as error:
         return None, str(error)
@@ -83,7 +85,19 @@ def read_run(run_dir: Path) -> tuple[record.Summary | None, str | None]:
         return None, f"unreadable summary.json ({error.strerror})"
     if summary is None:
         return None, "no summary.json (unfinished or killed run)"
-    return summary, None
+    try:
+        return sanitize.summary(summary), None
+    except sanitize.BadRecord as error:
+        return None, str(error)
+
+
+def read_rows(run_dir: Path) -> tuple[tuple[list, list] | None, str | None]:
+    """((metrics rows, curve points), None), or (None, why the run is skipped)."""
+    try:
+        return (sanitize.rows(run_dir / record.METRICS_FILE),
+                sanitize.rows(run_dir / record.CURVE_FILE)), None
+    except sanitize.BadRecord as error:
+        return None, str(error)
 
 
 def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Collection:
@@ -100,11 +114,12 @@ def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Col
             seen.add(run_dir.resolve())
             name = _run_name(folder, run_dir, prefix=len(folders) > 1)
             summary, why = read_run(run_dir)
-            if summary is None:
+            if summary is not None:
+                found, why = read_rows(run_dir)
+            if summary is None or found is None:
                 skipped.append((str(run_dir), why))
                 continue
-            metrics = record.read_metrics(run_dir)
-            curve = record.read_curve(run_dir)
+            metrics, curve = found
             row = _run_row(name, run_dir, summary, metrics, threshold, gate_threshold)
             row.update(curve_columns(curve, summary.config, threshold))
             rows.append(row)
@@ -125,8 +140,8 @@ def collect(folders, threshold: float = 0.9, gate_threshold: float = 0.1) -> Col
     runs, swept = _runs_table(rows)
     return Collection(
         runs=runs,
-        curves=_frame(curves, ["run", "epoch", "val_accuracy"]),
-        points=_frame(points, ["run", "step", "val_accuracy"]),
+        curves=_frame(curves, ["run", "epoch", "step", "val_accuracy", "train_loss"]),
+        points=_frame(points, ["run", "step", "val_accuracy", "train_loss"]),
         gate_points=_frame(gate_points, ["run", "step", "layer", "gate_activity"]),
         gates=_frame(gates, ["run", "layer", "gate_activity"]),
         lesions=_frame(lesions, ["run", "layer", "val_accuracy", "accuracy_drop"]),
@@ -146,14 +161,16 @@ def curve_columns(curve: list[dict], config: dict, threshold: float) -> dict:
     if not curve:
         return {"curve_steps_to_threshold": np.nan, "curve_area": np.nan, "stalled": np.nan,
                 "gate_shift": np.nan, "curve_last_step": np.nan, "curve_eval_every": np.nan}
-    stalled = convergence.stalled(curve, chance=chance(config.get("data") or {}))
+    data = config.get("data")
+    stalled = convergence.stalled(curve, chance=chance(data if isinstance(data, dict) else {}))
     return {
         "curve_steps_to_threshold": _num(convergence.steps_to(curve, threshold)),
         "curve_area": _num(convergence.curve_area(curve)),
         "stalled": np.nan if stalled is None else stalled,
         "gate_shift": _num(convergence.gate_shift(curve)),
-        "curve_last_step": _num(max(p.get("step", 0) for p in curve)),
-        "curve_eval_every": _num(config.get("eval_every")),
+        "curve_last_step": _num(max((p["step"] for p in curve if p.get("step") is not None),
+                                    default=None)),
+        "curve_eval_every": sanitize.loose(config.get("eval_every")),
     }
 
 
@@ -161,8 +178,12 @@ def chance(data: dict) -> float:
     """Chance accuracy, 1 / classes, of a run's data config. A generated task with a fixed
     number of classes says so in _CLASSES: its config still carries the schema's
     data.num_classes (10, read by `synthetic` only), which would put tent's chance at 10%."""
-    classes = _CLASSES.get(data.get("name")) or data.get("num_classes") or 10
-    return 1 / classes
+    name, classes = data.get("name"), data.get("num_classes")
+    fixed = _CLASSES.get(name) if isinstance(name, str) else None
+    if fixed is None and not (isinstance(classes, int) and not isinstance(classes, bool)
+                              and classes >= 2):
+        classes = 10  # missing or not a count of classes
+    return 1 / (fixed or classes)
 
 
 def effective_depth(gate_activity, gate_threshold: float) -> float:
@@ -196,22 +217,61 @@ def _run_row(name, run_dir, summary: record.Summary, metrics, threshold, gate_th
 
 def _runs_table(rows: list[dict]) -> tuple[pd.DataFrame, list[str]]:
     """One row per run: key columns, every config key that varies, then the results."""
-    configs = [record.flatten_config(row.pop("config")) for row in rows]
-    flat = pd.DataFrame(configs).rename(columns=_ALIASES)
+    configs = [_aliased(record.flatten_config(row.pop("config"))) for row in rows]
+    flat = pd.DataFrame(configs, index=range(len(configs)))
     for column in KEY_COLUMNS:
         if column not in flat:
             flat[column] = np.nan
-    swept = [_ALIASES.get(key, key) for key in _varying(configs)]
-    swept = [key for key in swept if key not in KEY_COLUMNS]
+    swept = [key for key in _varying(configs) if key not in KEY_COLUMNS]
+    # A config key named like a column of the results (a config with its own `status`)
+    # keeps its value under config.<key>.
+    taken = {"run", "family", *RESULT_COLUMNS, "error", "path"}
+    flat = flat.rename(columns={key: f"config.{key}" for key in swept if key in taken})
+    swept = [f"config.{key}" if key in taken else key for key in swept]
+    for column in swept:
+        flat[column] = flat[column].map(_hashable)
     results = pd.DataFrame(rows)
     table = pd.concat([results[["run"]], flat[KEY_COLUMNS + swept],
                        results[RESULT_COLUMNS + ["error", "path"]]], axis=1)
+    for column in ("model", "data"):  # names; a record without one says none
+        table[column] = table[column].map(as_text).astype(object)
     table.insert(table.columns.get_loc("model") + 1, "family",
                  table["model"].map(catalog.family))
-    table["depth"] = pd.to_numeric(table["depth"], errors="coerce").astype("Int64")
-    table["carry_bias"] = pd.to_numeric(table["carry_bias"], errors="coerce").astype(float)
+    table["depth"] = _numbers(table["depth"], whole=True).astype("Int64")
+    table["carry_bias"] = _numbers(table["carry_bias"]).astype(float)
+    table["seed"] = _numbers(table["seed"], whole=True).astype("Int64")
     table = table.sort_values(["model", "depth", "carry_bias", "seed", "run"], kind="stable")
     return table.reset_index(drop=True), swept
+
+
+def _aliased(flat: dict) -> dict:
+    """A flattened config with model.name and data.name under model and data (a record
+    whose model or data is a bare value keeps it there)."""
+    flat = dict(flat)
+    for key, alias in _ALIASES.items():
+        if key in flat:
+            flat[alias] = flat.pop(key)
+    return flat
+
+
+def _hashable(value):
+    """Lists and dicts (a swept list-valued key) as their JSON text, so the column can be
+    grouped, compared and sorted; everything else as it is."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _numbers(column: pd.Series, whole: bool = False) -> pd.Series:
+    """A key column as finite floats, NaN for anything else (a string that is no number, a
+    list, a bool, infinity; with `whole`, a fraction or a number too large for an int)."""
+    def one(value):
+        number = sanitize.loose(value)
+        if whole and not (np.isnan(number) or (number.is_integer() and abs(number) <= 2 ** 53)):
+            return np.nan
+        return number
+
+    return column.map(one).astype(float)
 
 
 def _varying(configs: list[dict]) -> list[str]:
@@ -245,7 +305,12 @@ def _run_name(root: Path, run_dir: Path, prefix: bool) -> str:
 
 
 def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+    """The rows as a table that has at least `columns` (NaN where no row has one)."""
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=columns)
+    for column in columns:
+        if column not in frame:
+            frame[column] = np.nan
+    return frame
 
 
 def _num(value) -> float:

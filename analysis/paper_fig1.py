@@ -19,6 +19,7 @@ import pandas as pd
 
 from analysis.markdown import figure_link, write_section
 from analysis.tables import percent
+from analysis.sanitize import loose
 from highway_study import catalog, record
 
 EXPERIMENT = "paper_fig1"
@@ -57,11 +58,13 @@ def trial_table(collection) -> pd.DataFrame:
         config = record.flatten_config(summary.config) if summary is not None else {}
         if config.get("tags.experiment") != EXPERIMENT:
             continue
-        model = config.get("model.name")
+        model = run.model  # the runs table's key columns: text, numbers or NaN
+        gated = catalog.family(model) == "highway"
         rows.append({
             "run": run.run, "model": model, "family": catalog.family(model),
-            "depth": config.get("depth"), "learning_rate": config.get("optimizer.learning_rate"),
-            "carry_bias": config.get("carry_bias") if catalog.family(model) == "highway" else None,
+            "depth": run.depth,
+            "learning_rate": loose(config.get("optimizer.learning_rate")),
+            "carry_bias": run.carry_bias if gated else None,
             "status": run.status, "epochs": run.epochs_done,
             "final_train_loss": last_loss.get(run.run),
             "best_val_accuracy": run.best_val_accuracy, "test_accuracy": run.test_accuracy,

@@ -247,12 +247,25 @@ def _mark_cells(ax, panel, grid, fontsize) -> None:
     """Hatch and label the cells that have no number (diverged, failed, never reached)."""
     rows, columns = list(grid.index), list(grid.columns)
     for _, cell in panel[panel["mark"].notna()].iterrows():
-        i, j = rows.index(cell["depth"]), columns.index(cell["carry_bias"])
+        i, j = _position(rows, cell["depth"]), _position(columns, cell["carry_bias"])
+        if i is None or j is None:  # a depth or carry_bias the pivot has no row for (NaN)
+            continue
         ax.add_patch(Rectangle((j, i), 1, 1, facecolor=MARK_COLOR, edgecolor="0.55",
                                hatch="///", lw=0))
         ax.text(j + 0.5, i + 0.5, cell["mark"], ha="center", va="center",
                 fontsize=fontsize + 1, fontweight="bold", color="0.15",
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "lw": 0})
+
+
+def _position(values: list, value) -> int | None:
+    """Where `value` is in `values`, NaN matching NaN; None when it is not there."""
+    for index, item in enumerate(values):
+        if pd.isna(item) or pd.isna(value):
+            if pd.isna(item) and pd.isna(value):
+                return index
+        elif item == value:
+            return index
+    return None
 
 
 MAX_LEGEND = 12  # more entries than this (an Optuna search's trials) are not listed

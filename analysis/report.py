@@ -13,7 +13,7 @@ import pandas as pd
 from analysis import shortcuts, tables
 from analysis.collect import KEY_COLUMNS
 from analysis.markdown import figure_link
-from analysis.select import pooled, pooled_warning
+from analysis.select import data_sets, data_sets_warning, pooled, pooled_warning, select
 from analysis.tables import number, percent
 from highway_study import catalog, convergence
 
@@ -29,21 +29,33 @@ COMMANDS = {
 
 def write_report(collection, figures: dict, out_dir, optuna=None) -> str:
     """Write out_dir/report.md and return its text. `figures`: name -> relative path."""
-    sections = [
-        _header(collection),
-        _question_1(collection, figures),
-        shortcuts.section(collection.runs, out_dir),
-        _question_2(collection, figures),
-        _question_3(collection, figures),
-        _question_4(collection, figures),
-        _step_resolution(collection, figures),
-        _curves(figures),
-    ]
+    sets = data_sets(collection.runs)
+    sections = [_header(collection), shortcuts.section(collection.runs, out_dir)]
+    if len(sets) > 1:  # one set of tables per data set, never a digits net beside a tent net
+        for data in sets:
+            part = select(collection, [("data", data)])
+            sections.append(f"## Data set {data}\n\n{len(part.runs)} runs with data={data}; "
+                            "the figures linked below draw every data set's runs together.")
+            sections += [_demoted(text) for text in _questions(part, figures)]
+    else:
+        sections += _questions(collection, figures)
+    sections.append(_curves(figures))
     if optuna is not None:
         sections.append(optuna_section(*optuna, figures))
     text = "\n\n".join(s for s in sections if s) + "\n"
     (out_dir / "report.md").write_text(text, encoding="utf-8")
     return text
+
+
+def _questions(c, figures) -> list[str]:
+    return [_question_1(c, figures), _question_2(c, figures), _question_3(c, figures),
+            _question_4(c, figures), _step_resolution(c, figures)]
+
+
+def _demoted(text: str) -> str:
+    """A section one heading level down (## -> ###), to sit under its data set's heading."""
+    return "\n".join("#" + line if line.startswith("##") else line
+                     for line in text.split("\n"))
 
 
 def _header(c) -> str:
@@ -65,9 +77,9 @@ def _header(c) -> str:
     ]
     if c.selection:
         lines.append(f"Only runs with {' and '.join(c.selection)} (`--where`).")
-    mixed = pooled_warning(pooled(c))
-    if mixed:
-        lines += ["", f"**Warning:** {mixed}"]
+    for warning in (data_sets_warning(c.runs), pooled_warning(pooled(c))):
+        if warning:
+            lines += ["", f"**Warning:** {warning}"]
     if c.skipped:
         lines += ["", f"Skipped {len(c.skipped)} folders:"]
         lines += [f"- `{path}`: {why}" for path, why in c.skipped]

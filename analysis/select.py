@@ -13,6 +13,7 @@ import dataclasses
 import pandas as pd
 
 from analysis.collect import KEY_COLUMNS, AnalysisError, Collection
+from analysis.sanitize import MISSING, as_text
 from analysis.tables import CELL
 
 # Config keys that do not change what a run learns: seeds are what a cell is meant to
@@ -26,17 +27,55 @@ def _is_setting(key: str) -> bool:
     return key not in CELL and key not in NOT_A_SETTING and not key.startswith("tags.")
 
 
+def texts(column: pd.Series) -> pd.Series:
+    """A column of config values as text (as_text), every value a str."""
+    return column.map(as_text).astype(object)
+
+
+def _order(text: str):
+    """Numbers in numeric order, then words; 'none' last."""
+    if text == MISSING:
+        return (2, 0.0, text)
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def ordered(values) -> list[str]:
+    """Distinct texts, numbers first in numeric order, then words, 'none' last."""
+    return sorted(set(values), key=_order)
+
+
 def pooled(collection: Collection) -> dict[str, list[str]]:
-    """Setting key -> its values, for keys that differ between runs of one cell."""
+    """Setting key -> its values (texts, a missing one 'none'), for keys that differ between
+    runs of one cell."""
     runs = collection.runs
     keys = [k for k in ["data", *collection.swept] if k in runs and _is_setting(k)]
     found = {}
+    cell = [texts(runs[c]) for c in CELL]
     for key in keys:
-        values = runs[key].astype(str)
-        per_cell = values.groupby([runs[c].astype(str) for c in CELL]).nunique()
+        values = texts(runs[key])
+        per_cell = values.groupby(cell).nunique()
         if (per_cell > 1).any():
-            found[key] = sorted(values.unique())
+            found[key] = ordered(values)
     return found
+
+
+def data_sets(runs: pd.DataFrame) -> list[str]:
+    """The data sets (texts) of the runs, in order."""
+    return ordered(texts(runs["data"])) if "data" in runs and len(runs) else []
+
+
+def data_sets_warning(runs: pd.DataFrame) -> str | None:
+    """One sentence for stderr and the report when the runs are of several data sets, or
+    None: figures set their cells side by side without naming the data set."""
+    sets = data_sets(runs)
+    if len(sets) < 2:
+        return None
+    return (f"The runs are of {len(sets)} data sets ({_listed(sets)}): the report's tables "
+            "are per data set, but the figures draw every run together without naming its "
+            f"data set; pick one with --where, e.g. --where data={sets[0]}.")
 
 
 def pooled_warning(found: dict[str, list[str]]) -> str | None:
@@ -83,7 +122,7 @@ def select(collection: Collection, conditions: list[tuple[str, str]]) -> Collect
         raise AnalysisError(f"No run has {wanted}.")
     names = set(runs.loc[keep, "run"])
     chosen = runs[keep]
-    still_swept = [k for k in collection.swept if chosen[k].astype(str).nunique() > 1]
+    still_swept = [k for k in collection.swept if texts(chosen[k]).nunique() > 1]
 
     def only(frame):
         return frame[frame["run"].isin(names)].reset_index(drop=True)
@@ -97,7 +136,8 @@ def select(collection: Collection, conditions: list[tuple[str, str]]) -> Collect
 
 
 def _matches(column: pd.Series, value: str) -> pd.Series:
-    as_text = column.astype(str) == value
+    """KEY=none matches the runs without the key; numbers compare as numbers."""
+    as_text = (column.astype(str) == value) | (texts(column) == value)
     try:
         number = float(value)
     except ValueError:

@@ -74,7 +74,7 @@ def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool):
         record_failure(run_dir, cfg, message)
         return refuse(message, multirun, exit_code=2, metric=cfg.optimized_metric)
     # before TensorFlow's first op, which run_job brings
-    limit_threads(threads, op_threads(hydra_cfg.launcher))
+    limit_threads(threads, op_threads(hydra_cfg.launcher) if multirun else None)
     return run_job(cfg, run_dir, multirun)
 
 

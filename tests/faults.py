@@ -82,6 +82,46 @@ for _what, _command, _outcome, _test in [
      "`python -m highway_study model=highway_conv data=digits depth=4 model.pool_after=[0,1,2,3]`",
      "exit 1 in one sentence; summary.json says failed with the same sentence",
      "test_conv.py::test_conv_model_on_data_pooled_to_nothing_fails_in_one_sentence"),
+    ("runs of one cell that differ in `max_steps`, one of them without it (null or absent)",
+     "`python -m analysis FOLDER`", "exit 0; one warning naming `max_steps (100, 200, none)`; "
+     "`--where max_steps=none` keeps the runs without it",
+     "test_analysis_mixtures.py::test_max_steps_missing_in_one_run_is_named_as_none"),
+    ("runs of several data sets (a digits highway net, a synthetic plain net)",
+     "`python -m analysis FOLDER`", "exit 0; one warning naming the data sets; report.md's "
+     "tables per data set", "test_analysis_mixtures.py::test_runs_of_two_data_sets_are_named_and_tabled_apart"),
+    ("generated folders of run records: missing fields, wrong types, NaN, numbers as strings, "
+     "null config values, garbage and truncated .jsonl lines, unreadable files, mixed data "
+     "sets, models, max_steps and statuses (Hypothesis)", "`main([FOLDER, '--out', OUT])`",
+     "exit 0 with a report, every run read or named once as skipped; or exit 1 in one "
+     "sentence when none is usable; never a traceback",
+     "test_analysis_fuzz.py::test_any_folder_of_run_records_is_read_or_skipped_never_a_traceback"),
+    ("a summary.json value of the wrong type (`test_accuracy: \"high\"`, `gate_activity: "
+     "\"0.3,0.2\"`, `lesion: [3]`)", "`python -m analysis FOLDER`",
+     "the run is skipped, named once in the warning with the field, the value and what is "
+     "expected; the others are analysed",
+     "test_analysis_mixtures.py::test_a_summary_value_of_the_wrong_type_skips_its_run_in_one_line"),
+    ("numbers written as strings (`\"0.93\"`), NaN and Infinity in a run record",
+     "`python -m analysis FOLDER`", "read as the number, and as missing",
+     "test_analysis_mixtures.py::test_numbers_written_as_strings_nan_and_infinity_are_read"),
+    ("a metrics.jsonl row whose value is of the wrong type (`val_accuracy: \"high\"`)",
+     "`python -m analysis FOLDER`", "the run is skipped, named once with the file, line and value",
+     "test_analysis_mixtures.py::test_a_metrics_row_of_the_wrong_type_skips_its_run_in_one_line"),
+    ("garbage, non-UTF-8, non-object and truncated lines in metrics.jsonl or curve.jsonl",
+     "`python -m analysis FOLDER`", "those lines are passed over; the rest is read",
+     "test_analysis_mixtures.py::test_garbage_lines_and_bytes_in_metrics_and_curve_are_passed_over"),
+    ("a metrics.jsonl that cannot be read", "`python -m analysis FOLDER`",
+     "the run is skipped, named once: `unreadable metrics.jsonl (...)`",
+     "test_analysis_mixtures.py::test_an_unreadable_metrics_file_skips_its_run_in_one_line"),
+    ("a model or data name that is a number, a bool or a list; `data: digits` without `name`",
+     "`python -m analysis FOLDER`", "read as text; exit 0",
+     "test_analysis_mixtures.py::test_model_or_data_that_is_no_name_is_read_as_text"),
+    ("a depth or seed that is a list, a dict, a fraction or text; runs without any depth",
+     "`python -m analysis FOLDER`", "read as missing; one warning names the runs left out "
+     "of the figures; exit 0",
+     "test_analysis_mixtures.py::test_key_columns_that_are_no_numbers_are_read_as_missing"),
+    ("a config key named like a runs.csv column (`status`, `path`) that varies",
+     "`python -m analysis FOLDER`", "kept as `config.status`, ... in runs.csv",
+     "test_analysis_mixtures.py::test_config_keys_named_like_result_columns_keep_their_values"),
     ("benchmark options out of range (`--depths 20 0`, `--variants fused`)",
      "`python -m highway_study.benchmark --depths 20 0`", "exit 2 and one sentence",
      "test_speed.py::test_benchmark_rejects_bad_options_in_one_sentence"),

@@ -12,7 +12,7 @@ from compose import compose_config
 from highway_study.config import ConfigError, validate
 from highway_study.nn.conv import HighwayConv2D
 from highway_study.models.lesion import lesion_accuracies
-from highway_study.training import evaluate
+from keras_oracle import evaluate
 from highway_study.models import build_model, count_params, gate_activity
 
 RNG = np.random.default_rng(7)

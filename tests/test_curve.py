@@ -127,8 +127,8 @@ def test_progress_display_is_silent_when_off():
 def test_a_sweep_job_trains_without_the_progress_bar(tmp_path, monkeypatch):
     # A sweep's runs (joblib, submitit, Optuna) keep to the sweep's one line per run: the
     # runtime trains them with verbose=False, which turns the bar off even on a terminal.
-    import highway_study.training as training
     from highway_study.runtime.job import run_job
+    from highway_study.training import engine
 
     shown = []
 
@@ -137,7 +137,7 @@ def test_a_sweep_job_trains_without_the_progress_bar(tmp_path, monkeypatch):
             shown.append(enabled)
             super().__init__(total, initial, enabled, io.StringIO())
 
-    monkeypatch.setattr(training, "RunProgress", Recording)
+    monkeypatch.setattr(engine, "RunProgress", Recording)
     cfg = compose_config(*FAST, "epochs=1", "tensorboard=false")
     run_job(cfg, tmp_path / "sweep_job", multirun=True)
     train(cfg, tmp_path / "single", verbose=True)

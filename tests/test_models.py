@@ -6,7 +6,7 @@ import pytest
 
 from compose import compose_config
 from highway_study.models.lesion import lesion_accuracies
-from highway_study.training import evaluate
+from keras_oracle import evaluate
 from highway_study.models import build_model, count_params, gate_activity
 
 IN, CLASSES = 64, 10

@@ -3,6 +3,7 @@ a clear refusal where it cannot be built."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -19,12 +20,14 @@ import pytest
 import tensorflow as tf
 
 from highway_study import record
-from highway_study.config import STACK_ENV, ConfigError, requested_stack
+from highway_study.config import ConfigError
 from highway_study.nn import fast_stack, native_kernel, native_stack
 from highway_study.training import population as pop
-from highway_study.training import stack_choice, train
+from highway_study.training import stack_choice
 from faults import fault
-from test_population import configs, rows
+from compose import compose_config
+from keras_oracle import fit_alone
+from test_population import SMALL, configs, rows
 
 RELU, TANH = keras.activations.get("relu"), keras.activations.get("tanh")
 
@@ -145,32 +148,33 @@ def test_the_kernel_uses_the_threads_the_job_was_given(monkeypatch):
 
 
 @pytest.fixture
-def native(monkeypatch, compiled):
-    monkeypatch.setenv(STACK_ENV, "native")
+def native(compiled):
+    return ("model.implementation=scan_native",)
 
 
-def test_a_member_trains_as_it_would_alone(tmp_path, native):
-    """The population launcher's path with the kernel against each run trained alone (Keras,
-    XLA): every logged number within float rounding."""
+def test_a_member_trains_as_keras_fit_trains_it_alone(tmp_path, native):
+    """Members through the kernel against Keras's own training step: every number within
+    float rounding, and the record says the kernel ran."""
     cfgs = configs((-1, 0, 0.01), (-3, 1, 0.02), (-2, 0, 0.005),
-                   extra=("width=10", "batch_size=20", "eval_every=7"))
+                   extra=("width=10", "batch_size=20", "eval_every=7", *native))
     together = pop.train_population(cfgs, [tmp_path / f"p{i}" for i in range(3)])
     for i, cfg in enumerate(cfgs):
-        alone = train(cfg, tmp_path / f"a{i}", verbose=False)
-        assert together[i].status == alone.status == "completed"
-        np.testing.assert_allclose(together[i].test_loss, alone.test_loss, rtol=1e-5)
-        for a, b in zip(rows(tmp_path / f"p{i}"), rows(tmp_path / f"a{i}")):
-            assert a["step"] == b["step"]
-            for key in ("train_loss", "val_loss", "val_accuracy", "gate_activity"):
-                np.testing.assert_allclose(a[key], b[key], rtol=1e-5, err_msg=key)
+        oracle = fit_alone(cfg)
+        assert together[i].status == "completed"
+        assert together[i].engine["kernel"] == "native"
+        np.testing.assert_allclose(together[i].test_loss, oracle["test"][0], rtol=2e-5)
+        for row, (step, val_loss, _) in zip(rows(tmp_path / f"p{i}"), oracle["epochs"]):
+            assert row["step"] == step
+            np.testing.assert_allclose(row["val_loss"], val_loss, rtol=2e-5)
 
 
 def test_a_diverging_member_leaves_the_others_bit_identical(tmp_path, native):
     healthy = [(-1, 0, 0.01), (-3, 1, 0.01)]
-    summaries = pop.train_population(configs(healthy[0], (-2, 2, 1e12), healthy[1]),
+    summaries = pop.train_population(configs(healthy[0], (-2, 2, 1e12), healthy[1],
+                                             extra=native),
                                      [tmp_path / "w0", tmp_path / "bad", tmp_path / "w1"])
     assert summaries[1].status == "diverged"
-    pop.train_population(configs(healthy[0], (-2, 2, 0.01), healthy[1]),
+    pop.train_population(configs(healthy[0], (-2, 2, 0.01), healthy[1], extra=native),
                          [tmp_path / "n0", tmp_path / "ok", tmp_path / "n1"])
     for kept, normal in (("w0", "n0"), ("w1", "n1")):
         assert rows(tmp_path / kept) == rows(tmp_path / normal)
@@ -178,36 +182,40 @@ def test_a_diverging_member_leaves_the_others_bit_identical(tmp_path, native):
             record.read_summary(tmp_path / normal).test_loss
 
 
-def test_auto_takes_the_kernel_for_deep_stacks_only(monkeypatch, compiled):
-    monkeypatch.delenv(STACK_ENV, raising=False)
+def choice(*overrides):
+    return stack_choice.choose_kernel(compose_config(*SMALL, *overrides))
+
+
+def test_scan_takes_the_kernel_for_deep_stacks_only(compiled):
     deep = stack_choice.NATIVE_FROM_DEPTH
-    assert stack_choice.choose_stack(RELU, deep - 1) == "xla"
-    assert stack_choice.choose_stack(RELU, deep) == "native"
-    monkeypatch.setenv(STACK_ENV, "xla")
-    assert stack_choice.choose_stack(RELU, 1000) == "xla"
-    monkeypatch.setenv(STACK_ENV, "native")
-    assert stack_choice.choose_stack(RELU, 1) == "native"
+    assert choice(f"depth={deep - 1}")[0] == "xla"
+    assert choice(f"depth={deep}") == ("native", f"model.implementation=scan, depth {deep}")
+    assert choice("depth=1000", "model.implementation=scan_xla")[0] == "xla"
+    assert choice("depth=1", "model.implementation=scan_native")[0] == "native"
+    assert choice("model.implementation=layers")[0] == "keras"
+    assert choice("model=plain_fc")[0] == "keras"
 
 
-def test_an_activation_the_kernel_lacks_falls_back_or_is_refused(monkeypatch):
+def test_a_gpu_never_gets_the_cpu_kernel(compiled, monkeypatch):
+    monkeypatch.setattr(stack_choice, "gpu_present", lambda: True)
+    assert choice("depth=1000") == (
+        "xla", "a GPU is present and the compiled kernel runs on CPUs only")
+
+
+def test_an_activation_the_kernel_lacks_falls_back_or_is_refused():
     sigmoid = keras.activations.get("sigmoid")
     assert "sigmoid" in native_stack.available(sigmoid)
-    assert stack_choice.choose_stack(sigmoid, 1000, "auto") == "xla"
-    with pytest.raises(ConfigError, match="HIGHWAY_STUDY_STACK=native cannot be used here"):
-        stack_choice.choose_stack(sigmoid, 1000, "native")
-
-
-def test_a_bad_stack_value_is_one_clear_sentence(monkeypatch):
-    monkeypatch.setenv(STACK_ENV, "fast")
-    with pytest.raises(ConfigError, match=r"HIGHWAY_STUDY_STACK='fast' is not allowed: use "
-                                          r"one of auto, native, xla\."):
-        requested_stack()
+    assert choice("depth=1000", "model.activation=sigmoid")[0] == "xla"
+    with pytest.raises(ConfigError, match="model.implementation=scan_native cannot be used "
+                                          "here: the native kernel computes only relu, tanh"):
+        choice("depth=1000", "model.activation=sigmoid", "model.implementation=scan_native")
 
 
 @fault("no C compiler (or no OpenMP) for the compiled kernel",
-       "`CC=/no/such/cc python -m highway_study -m depth=500 seed=0,1 hydra/launcher=population`",
-       "deep populations keep the XLA stack (logged); with `HIGHWAY_STUDY_STACK=native`, one "
-       "sentence: `HIGHWAY_STUDY_STACK=native cannot be used here: no C compiler: ...`")
+       "`CC=/no/such/cc python -m highway_study -m depth=500 seed=0,1`",
+       "deep populations keep the XLA stack (logged, and recorded in summary.json's `engine`); "
+       "with `model.implementation=scan_native`, one sentence: `model.implementation="
+       "scan_native cannot be used here: no C compiler: ...`")
 def test_no_compiler_means_no_kernel_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.setenv(native_kernel.CACHE_ENV, str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
@@ -215,10 +223,11 @@ def test_no_compiler_means_no_kernel_with_the_reason(tmp_path, monkeypatch):
         native_kernel.build()
     monkeypatch.setattr(native_stack.native_kernel, "load", native_kernel.load.__wrapped__)
     assert "no C compiler" in native_stack.available(RELU)
-    assert stack_choice.choose_stack(RELU, 1000, "auto") == "xla"
-    with pytest.raises(ConfigError, match="HIGHWAY_STUDY_STACK=native cannot be used here: "
-                                          "no C compiler"):
-        stack_choice.choose_stack(RELU, 1000, "native")
+    kernel, why = choice("depth=1000")
+    assert kernel == "xla" and "no C compiler" in why
+    with pytest.raises(ConfigError, match="model.implementation=scan_native cannot be used "
+                                          "here: no C compiler"):
+        choice("depth=1000", "model.implementation=scan_native")
 
 
 def test_a_compiler_that_fails_is_reported_not_raised_through(tmp_path, monkeypatch):
@@ -244,20 +253,22 @@ def test_the_build_is_cached_per_source_and_compiler(tmp_path, monkeypatch):
     assert native_kernel.build() != first  # another source: another library
 
 
-@fault("`HIGHWAY_STUDY_STACK=fast`",
-       "`HIGHWAY_STUDY_STACK=fast python -m highway_study` (a run, or a sweep with "
-       "`hydra/launcher=population`)",
-       "exit 2 before anything trains: `HIGHWAY_STUDY_STACK='fast' is not allowed: use one of "
-       "auto, native, xla.`")
+@fault("`model.implementation=fast`",
+       "`python -m highway_study model.implementation=fast` (a run, or a sweep)",
+       "exit 2 before anything trains: `Invalid config: model.implementation='fast' is not "
+       "allowed: use one of scan, scan_xla, scan_native, layers, scan_autodiff.`")
 @pytest.mark.parametrize("launch", [(), ("-m", "seed=0,1", "hydra/launcher=population")],
                          ids=["run", "population sweep"])
-def test_a_bad_stack_value_ends_the_command_in_one_sentence(run_cli, tmp_path, launch):
-    result = run_cli(*launch, "data=synthetic", "depth=2", f"hydra.run.dir={tmp_path / 'run'}",
-                     f"hydra.sweep.dir={tmp_path / 'sweep'}", env={STACK_ENV: "fast"})
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "HIGHWAY_STUDY_STACK='fast' is not allowed: use one of auto, native, xla." \
-        in result.stderr
-    assert not list((tmp_path / "sweep").rglob("summary.json"))  # nothing trained
+def test_a_bad_implementation_ends_the_command_in_one_sentence(run_cli, tmp_path, launch):
+    result = run_cli(*launch, "data=synthetic", "depth=2", "model.implementation=fast",
+                     f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert "Traceback" not in result.stderr
+    assert "model.implementation='fast' is not allowed: use one of scan, scan_xla, " \
+        "scan_native, layers, scan_autodiff." in result.stderr + result.stdout
+    if not launch:
+        assert result.returncode == 2
+    assert not [p for p in tmp_path.rglob("summary.json")
+                if json.loads(p.read_text())["status"] != "failed"]  # nothing trained
 
 
 # The cache and the build, hardened: a private folder, hash-checked libraries, a time limit,

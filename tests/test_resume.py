@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import highway_study.training as training
+from highway_study.training import engine
 from compose import compose_config
 from faults import fault
 from highway_study import record
@@ -32,17 +33,16 @@ CONV = ("data=synthetic", "data.num_features=16", "model=highway_conv", "depth=2
 
 @pytest.fixture
 def models(monkeypatch):
-    """Every model train() builds, in order (the last one is the one it trained)."""
-    built = []
-    original = training.build_and_compile
+    """The trained weights of every run train() finishes, in order."""
+    trained = []
+    original = engine._summaries
 
-    def keep(cfg, dataset):
-        model = original(cfg, dataset)
-        built.append(model)
-        return model
+    def keep(members_engine, members, *args):
+        trained.append(members_engine.member_state(0)["weights"])
+        return original(members_engine, members, *args)
 
-    monkeypatch.setattr(training, "build_and_compile", keep)
-    return built
+    monkeypatch.setattr(engine, "_summaries", keep)
+    return trained
 
 
 def stop_after(run_dir, epochs):
@@ -58,8 +58,8 @@ def interrupt(args, run_dir, epochs) -> Interrupted:
     return stopped.value
 
 
-def weights(model) -> list[np.ndarray]:
-    return [np.asarray(w) for w in model.get_weights()]
+def weights(arrays) -> list[np.ndarray]:
+    return [np.asarray(w) for w in arrays]
 
 
 def assert_same_run(models_a, models_b, dir_a, dir_b):
@@ -115,7 +115,8 @@ def test_a_stop_while_lesioning_resumes_without_training(tmp_path, monkeypatch):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt("Ctrl-C")
 
-    monkeypatch.setattr(training, "lesion_accuracies", killed)
+    monkeypatch.setattr(engine.KerasMembers, "lesions", killed)
+    monkeypatch.setattr(engine.StackedHighway, "lesions", killed)
     with pytest.raises(KeyboardInterrupt):
         train(compose_config(*args), tmp_path, verbose=False)
     job.record_interruption(tmp_path, compose_config(*args), "Ctrl-C")
@@ -161,7 +162,7 @@ def test_cli_signal_after_the_last_epoch_loses_nothing(tmp_path):
 
 
 def damage_newest_weights(run_dir):
-    path = checkpoint.checkpoint_dir(run_dir) / "epoch-00002.weights.h5"
+    path = checkpoint.checkpoint_dir(run_dir) / "epoch-00002.npz"
     path.write_bytes(path.read_bytes()[:200])
 
 
@@ -171,21 +172,66 @@ def damage_newest_state(run_dir):
 
 
 def damage_every_checkpoint(run_dir):
-    for path in checkpoint.checkpoint_dir(run_dir).glob("epoch-*.weights.h5"):
-        path.write_bytes(b"\x89HDF\r\n" + path.read_bytes()[6:300])
+    for path in checkpoint.checkpoint_dir(run_dir).glob("epoch-*.npz"):
+        path.write_bytes(b"PK\x03\x04" + path.read_bytes()[4:300])
 
 
 def leave_a_half_written_checkpoint(run_dir):
     folder = checkpoint.checkpoint_dir(run_dir)
-    (folder / "tmp-epoch-00003.weights.h5").write_bytes(b"half")
-    (folder / "epoch-00003.weights.h5").write_bytes(b"renamed, but its state never written")
+    (folder / "tmp-epoch-00003.npz").write_bytes(b"half")
+    (folder / "epoch-00003.npz").write_bytes(b"renamed, but its state never written")
 
 
-def as_written_before(run_dir):
-    """The checkpoint as keras.callbacks.BackupAndRestore wrote it before this layout."""
+def keras_checkpoint(run_dir, path) -> None:
+    """The epoch-2 state written as a run alone wrote it before the one engine: weights and
+    the Keras optimizer's state in one .weights.h5."""
+    from highway_study import data
+    from keras_oracle import compiled
+
+    cfg = compose_config(*SMALL)
+    state = checkpoint.restore(run_dir, {}, at_most=2).state
+    model = compiled(cfg, data.load(cfg.data, cfg.seed), steps=1)
+    model.optimizer.build(model.trainable_variables)
+    model.set_weights(state["weights"])
+    for variable, value in zip(model.optimizer.momentums, state["slots"]["m"]):
+        variable.assign(value)
+    model.save_weights(str(path))
+
+
+def as_a_run_alone_wrote_it_before(run_dir):
+    """The checkpoint as train() wrote it with Keras fit (epoch-N.weights.h5 + .json)."""
     folder = checkpoint.checkpoint_dir(run_dir)
-    (folder / "epoch-00002.weights.h5").rename(folder / "latest.weights.h5")
+    keras_checkpoint(run_dir, folder / "epoch-00002.weights.h5")
+    (folder / "epoch-00002.json").write_text(
+        '{"epoch": 2, "wall_seconds": 1.0, "trained": false, "diverged": false}')
+    for path in folder.glob("epoch-*.npz"):
+        path.unlink()
+
+
+def as_backup_and_restore_wrote_it(run_dir):
+    """The checkpoint as keras.callbacks.BackupAndRestore wrote it, two versions back."""
+    folder = checkpoint.checkpoint_dir(run_dir)
+    keras_checkpoint(run_dir, folder / "latest.weights.h5")
     (folder / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    for path in folder.glob("epoch-*"):
+        path.unlink()
+
+
+def as_a_population_wrote_it_before(run_dir):
+    """The checkpoint as a population member wrote it before the one engine."""
+    folder = checkpoint.checkpoint_dir(run_dir)
+    state = checkpoint.restore(run_dir, {}, at_most=2).state
+    weights, slots = state["weights"], state["slots"]
+    names = ("w_in", "b_in", "kernel", "bias", "w_out", "b_out")
+
+    def member_layout(name, array):
+        if name in ("b_in", "b_out"):
+            return array[None]
+        return array[:, None, :] if name == "bias" else array
+
+    arrays = {n: member_layout(n, w) for n, w in zip(names, weights)}
+    arrays.update({f"m_{n}": member_layout(n, w) for n, w in zip(names, slots["m"])})
+    np.savez(folder / "population.npz", epoch=2, diverged_at=-1, **arrays)
     for path in folder.glob("epoch-*"):
         path.unlink()
 
@@ -199,8 +245,12 @@ for what, damage, outcome in [
      "one warning sentence each; training starts over from epoch 1"),
     ("a kill while a checkpoint was being written", leave_a_half_written_checkpoint,
      "the half-written files are ignored and removed; the run resumes from the last whole one"),
-    ("a checkpoint written by the previous version (Keras BackupAndRestore's files)",
-     as_written_before, "restored: the run resumes after its epoch"),
+    ("a checkpoint written by a run alone before the one engine (Keras `.weights.h5`)",
+     as_a_run_alone_wrote_it_before, "restored: the run resumes after its epoch"),
+    ("a checkpoint written by Keras BackupAndRestore (two versions back)",
+     as_backup_and_restore_wrote_it, "restored: the run resumes after its epoch"),
+    ("a checkpoint written by a population member before the one engine (`population.npz`)",
+     as_a_population_wrote_it_before, "restored: the run resumes after its epoch"),
 ]:
     from faults import add
 
@@ -211,7 +261,8 @@ for what, damage, outcome in [
 
 @pytest.mark.parametrize("damage, resumed_after", [
     (damage_newest_weights, 1), (damage_newest_state, 1), (damage_every_checkpoint, 0),
-    (leave_a_half_written_checkpoint, 2), (as_written_before, 2)])
+    (leave_a_half_written_checkpoint, 2), (as_a_run_alone_wrote_it_before, 2),
+    (as_backup_and_restore_wrote_it, 2), (as_a_population_wrote_it_before, 2)])
 def test_a_damaged_checkpoint_falls_back_and_still_equals_the_whole_run(
         damage, resumed_after, tmp_path, models, caplog):
     train(compose_config(*SMALL), tmp_path / "whole", verbose=False)
@@ -240,10 +291,10 @@ def test_a_kill_during_the_restore_leaves_metrics_as_they_were(tmp_path, monkeyp
     interrupt(SMALL, tmp_path, 2)
     before = (tmp_path / record.METRICS_FILE).read_text()
 
-    def killed(model, weights):
+    def killed(path, read_keras):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "_load", killed)
+    monkeypatch.setattr(checkpoint, "_read_arrays", killed)
     with pytest.raises(KeyboardInterrupt):
         train(compose_config(*SMALL), tmp_path, verbose=False)
     assert (tmp_path / record.METRICS_FILE).read_text() == before
@@ -282,3 +333,117 @@ def test_a_corrupt_summary_counts_as_unfinished(tmp_path, caplog):
         assert job.recorded_objective(tmp_path, cfg) is None
         assert "summary.json cannot be read" in caplog.text and "treated as unfinished" in caplog.text
     assert train(cfg, tmp_path, verbose=False).status == "completed"
+
+
+# -- one checkpoint, one resume rule: a kill at any write loses at most the epoch in progress
+
+
+class Killed(BaseException):
+    """A kill -9 at a chosen instant (not an Exception: nothing may catch it)."""
+
+
+def kill_at_save_of(epoch):
+    original = checkpoint.save
+
+    def save(run_dir, at, state, info):
+        if at == epoch:
+            raise Killed
+        original(run_dir, at, state, info)
+    return "save", save
+
+
+def kill_at_state_of(epoch):
+    original = checkpoint._write_json
+
+    def write(path, data):
+        if path.name == f"epoch-{epoch:05d}.json":
+            raise Killed
+        original(path, data)
+    return "_write_json", write
+
+
+def kill_after_summary():
+    def remove(run_dir):
+        raise Killed
+    return "remove", remove
+
+
+@fault("a kill at any write of an epoch (after its metrics row, between a checkpoint's "
+       "arrays and its state, after summary.json)",
+       "in-process: a kill injected at each write of epoch 2 (or after the summary), then "
+       "`train()` or a population again",
+       "at most the epoch in progress is trained again; the result equals the uninterrupted "
+       "run's")
+@pytest.mark.parametrize("kill", [lambda: kill_at_save_of(2), lambda: kill_at_state_of(2),
+                                  kill_after_summary],
+                         ids=["after_metrics_row", "between_arrays_and_state", "after_summary"])
+def test_a_kill_at_any_write_loses_at_most_the_epoch_in_progress(kill, tmp_path, models,
+                                                                  monkeypatch):
+    train(compose_config(*SMALL), tmp_path / "whole", verbose=False)
+    whole = list(models)
+    models.clear()
+    run = tmp_path / "cut"
+    name, killer = kill()
+    monkeypatch.setattr(checkpoint, name, killer)
+    with pytest.raises(Killed):
+        train(compose_config(*SMALL), run, verbose=False)
+    monkeypatch.undo()
+    models.clear()  # the killed attempt's, if it got as far as its summary
+    monkeypatch.setattr(engine, "_summaries", models_keeper(models))
+    if name == "remove":  # finished: the rerun (through the runtime) trains nothing
+        before = (run / record.SUMMARY_FILE).read_text()
+        job.run_job(compose_config(*SMALL), run, multirun=True)
+        assert not models and (run / record.SUMMARY_FILE).read_text() == before
+        return
+    assert checkpoint.latest_epoch(run) == 1
+    summary = train(compose_config(*SMALL), run, verbose=False)
+    assert summary.status == "completed" and summary.epochs == 4
+    assert_same_run(whole, models, tmp_path / "whole", run)
+
+
+def models_keeper(trained):
+    original = engine._summaries
+
+    def keep(members_engine, members, *args):
+        trained.append(members_engine.member_state(0)["weights"])
+        return original(members_engine, members, *args)
+    return keep
+
+
+@fault("a population member resumed alone (its folder as `hydra.run.dir`, or the sweep rerun "
+       "without the population launcher)",
+       "a population stopped after epoch 2, one member rerun with `train()`",
+       "it resumes after epoch 2 from the same checkpoint format; the result equals the "
+       "member's uninterrupted run")
+def test_a_population_member_resumes_alone_where_the_population_stopped(tmp_path, models):
+    cfgs = [compose_config(*SMALL, f"carry_bias={bias}") for bias in (-1, -3)]
+    train(cfgs[1], tmp_path / "whole", verbose=False)
+    whole = list(models)
+    models.clear()
+    runs = [tmp_path / "m0", tmp_path / "m1"]
+    with pytest.raises(Interrupted):
+        training.train_members(cfgs, runs, should_stop=stop_after(runs[0], 2))
+    assert checkpoint.latest_epoch(runs[1]) == 2
+    summary = train(cfgs[1], runs[1], verbose=False)
+    assert summary.status == "completed" and summary.epochs == 4
+    assert len(models) == 1
+    for a, b in zip(whole[0], models[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)  # a batch of 2 vs 1: rounding
+    assert [r["epoch"] for r in record.read_metrics(runs[1])] == [1, 2, 3, 4]
+
+
+@fault("the first curve point after a resume",
+       "`train()` stopped mid-way between two curve points, then resumed",
+       "its `train_loss` averages every step since the previous point, as the uninterrupted "
+       "run's does")
+def test_the_first_point_after_a_resume_averages_the_same_steps(tmp_path):
+    args = (*SMALL, "eval_every=5")
+    train(compose_config(*args), tmp_path / "whole", verbose=False)
+    interrupt(args, tmp_path / "cut", 1)
+    step = record.read_metrics(tmp_path / "cut")[-1]["step"]
+    assert step % 5  # the checkpoint lies between two points
+    train(compose_config(*args), tmp_path / "cut", verbose=False)
+    whole, cut = record.read_curve(tmp_path / "whole"), record.read_curve(tmp_path / "cut")
+    assert [p["step"] for p in whole] == [p["step"] for p in cut]
+    for a, b in zip(whole, cut):
+        assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]

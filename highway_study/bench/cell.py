@@ -106,42 +106,43 @@ class Cell:
 
 class PopulationCell:
     """A population of `members` highway nets of the blog's setup on random MNIST-shaped
-    data, timed like a Cell: one window is `steps` population steps."""
+    data, stepped by the engine's own members (training.batched), timed like a Cell: one
+    window is `steps` population steps. `members=1` is the engine's run alone."""
 
     BIASES = (-1, -2, -3, -5, -10, -15, -20)
+    IMPLEMENTATIONS = {None: "scan", "auto": "scan", "xla": "scan_xla",
+                       "native": "scan_native"}
 
     def __init__(self, depth: int, width: int, batch: int, steps: int, members: int,
                  groups: int | None = None, threads: int | None = None,
                  op_threads: int | None = None, stack: str | None = None):
         """`op_threads`: threads per op (None: the population launcher's own,
         POPULATION_OP_THREADS; 0: TensorFlow's default, all cores). `stack`: "xla",
-        "native" or "auto" (None: what $HIGHWAY_STUDY_STACK asks, as a real population)."""
+        "native" or "auto" (None: what model.implementation=scan chooses, as a real run)."""
         from highway_study.runtime.threads import POPULATION_OP_THREADS
 
         per_op = POPULATION_OP_THREADS if op_threads is None else (op_threads or None)
         limit_threads(threads, per_op)
         import numpy as np
 
-        from highway_study.training import population as pop
+        from highway_study.training import engine
+        from highway_study.training.batched import StackedHighway, default_groups
+        from highway_study.training.stack_choice import choose_kernel
 
         configs = [blog_config(depth, width, batch, self.BIASES[k % len(self.BIASES)],
                                seed=k // len(self.BIASES)) for k in range(members)]
+        for cfg in configs:
+            cfg.model.implementation = self.IMPLEMENTATIONS[stack]
         rng = np.random.default_rng(0)
         self.x = rng.random((8, members, batch, FEATURES), dtype=np.float32)
         self.y = rng.integers(0, CLASSES, size=(8, members, batch)).astype(np.int32)
         imported = time.perf_counter()
-        fake = _Shapes()
-        population_members = [pop.Member(cfg, None, dataset=fake) for cfg in configs]
-        initial, _ = pop._initial_weights(population_members)
-        from highway_study.training.batched import Population, default_groups
-        from highway_study.training.stack_choice import choose_stack
-
-        import keras
-
-        self.stack = choose_stack(keras.activations.get(configs[0].model.activation), depth,
-                                  stack)
-        self.population = Population(population_members, initial,
-                                     groups or default_groups(members, depth), stack=self.stack)
+        _, states, _ = engine._build([engine.Member(cfg, None, dataset=_Shapes())
+                                      for cfg in configs], keep=False)
+        self.stack, _ = choose_kernel(configs[0])
+        self.population = StackedHighway(configs, states,
+                                         groups or default_groups(members, depth),
+                                         kernel=self.stack)
         self.steps, self.members = steps, members
         self._run(2)
         self.build_first_step_s = time.perf_counter() - imported

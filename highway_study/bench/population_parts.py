@@ -110,15 +110,17 @@ def _update(optimizer: str, kernel, bias):
     members = kernel.shape[1]
     config = OmegaConf.create({"optimizer": {"name": optimizer, "learning_rate": 0.01,
                                              "momentum": 0.9, "schedule": "constant"}})
-    small = {"w_in": np.zeros((1, 50), np.float32), "b_in": np.zeros((1, 50), np.float32),
-             "w_out": np.zeros((50, 10), np.float32), "b_out": np.zeros((1, 10), np.float32)}
-    initial = [{**small, "kernel": kernel[:, k], "bias": bias[:, k]} for k in range(members)]
-    group = Group(initial, [config] * members, optimizer)
+    def state(k):  # one member in its Keras model's layout (training.batched)
+        return {"weights": [np.zeros((1, 50), np.float32), np.zeros(50, np.float32),
+                            kernel[:, k], bias[:, k].reshape(kernel.shape[0], -1),
+                            np.zeros((50, 10), np.float32), np.zeros(10, np.float32)]}
+
+    group = Group([state(k) for k in range(members)], [config] * members, None)
     rng = np.random.default_rng(1)  # random, not constant: XLA would fold a constant away
     grads = [tf.constant(rng.normal(scale=1e-3, size=variable.shape).astype("float32"))
              for variable in group.variables]
-    moving = tf.ones([members], tf.bool)
-    apply = tf.function(lambda step: group.apply(grads, moving, step))
+    finite = tf.ones([members], tf.bool)
+    apply = tf.function(lambda step: group.apply(grads, finite, step))
     return lambda: (apply(tf.constant(0, tf.int64)), group.kernel.value())[1]
 
 

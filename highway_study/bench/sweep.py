@@ -4,9 +4,10 @@
 
 For each depth of the protocol (experiment=blog_depth_bias: 7 carry biases x 3 seeds = 21
 runs per depth, 5,000 steps of batch 50, width 50), side by side in one run:
-- today's path: two processes, each training one net with one TensorFlow thread (what
-  `hydra/launcher=joblib hydra.launcher.n_jobs=2` gives each job on 2 cores), timed in the
-  same windows, so their member-steps/s add up;
+- one run per process: two processes, each training one net (the engine's population of
+  one) with one TensorFlow thread (what `hydra/launcher=joblib hydra.launcher.n_jobs=2`
+  gives each job on 2 cores), timed in the same windows, so their member-steps/s add up
+  (`--compare-fit` adds the same with Keras fit, the run alone before the one engine);
 - the population path: one process training all `--members` nets of that depth at once
   (`hydra/launcher=population`).
 Windows of the two paths alternate, so a machine whose speed drifts slows both alike. "Cores
@@ -34,7 +35,10 @@ PROTOCOL_DEPTHS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
 
 def measure_depth(depth: int, args) -> dict:
     """Member-steps/s and build time of both paths at one depth."""
-    jobs = [CellProcess("scan", depth, args, threads=1) for _ in range(2)]
+    jobs = [CellProcess("engine", depth, args, threads=1, population=True, members=1)
+            for _ in range(2)]
+    # The run alone as it trained before the one engine (Keras fit), in the same windows.
+    fits = [CellProcess("scan", depth, args, threads=1) for _ in range(2 * args.compare_fit)]
     population = CellProcess("population", depth, args, population=True,
                              members=args.members)
     # The same population cut into other numbers of parts, or with other threads per op,
@@ -47,13 +51,16 @@ def measure_depth(depth: int, args) -> dict:
                            stack=name) for name in args.compare_stack]
     cells = jobs + [population] + others
     for _ in range(args.windows):
-        for job in jobs:  # the two jobs work at the same time, as joblib's would
-            job.send("window")
-        for job in jobs:
-            job.receive(job.record_window)
+        for pair in (jobs, fits):
+            for job in pair:  # the two jobs work at the same time, as joblib's would
+                job.send("window")
+            for job in pair:
+                job.receive(job.record_window)
         for cell in [population] + others:
             cell.window()
     rows = [cell.finish(0) for cell in cells]
+    fit_rows = [cell.finish(0) for cell in fits]
+    rows += [row for row in fit_rows if "error" in row]
     failed = [row["error"] for row in rows if "error" in row]
     result = {"depth": depth, "members": args.members}
     if failed:
@@ -82,6 +89,11 @@ def measure_depth(depth: int, args) -> dict:
                                                               + len(args.compare_op_threads):])},
         new_stack=rows[2].get("stack"),
     )
+    if fit_rows:
+        result.update(
+            fit_member_steps_per_s=sum(row["steps_per_s"] for row in fit_rows),
+            fit_steps_per_s_per_job=statistics.mean(row["steps_per_s"] for row in fit_rows),
+            fit_build_first_step_s=statistics.mean(r["build_first_step_s"] for r in fit_rows))
     result["speedup"] = result["new_member_steps_per_s"] / result["old_member_steps_per_s"]
     return result
 
@@ -90,10 +102,14 @@ def protocol_estimate(rows: list[dict], runs_per_depth: int, steps: int) -> dict
     """Estimated wall seconds of the protocol on each path (None if a depth failed)."""
     if any("error" in row for row in rows):
         return {"old_s": None, "new_s": None}
-    old = sum(runs_per_depth * (r["old_build_first_step_s"] + steps / r["old_steps_per_s_per_job"])
-              for r in rows) / 2
+    def alone(prefix):
+        return sum(runs_per_depth * (r[f"{prefix}_build_first_step_s"]
+                                     + steps / r[f"{prefix}_steps_per_s_per_job"])
+                   for r in rows) / 2
+
     new = sum(r["new_build_first_step_s"] + steps / r["new_steps_per_s"] for r in rows)
-    return {"old_s": old, "new_s": new}
+    fit = alone("fit") if all("fit_steps_per_s_per_job" in r for r in rows) else None
+    return {"old_s": alone("old"), "new_s": new, "fit_s": fit}
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -105,6 +121,9 @@ def markdown_table(rows: list[dict]) -> str:
                  for count in first.get("op_threads_member_steps_per_s", {})]
     compared += [("stack_member_steps_per_s", name, f"population, layers by {name}")
                  for name in first.get("stack_member_steps_per_s", {})]
+    if "fit_member_steps_per_s" in first:
+        compared.append(("fit_member_steps_per_s", None,
+                         "one run per process with Keras fit (before the one engine), 2 jobs"))
     extra = "".join(f" {label}: member-steps/s |" for _, _, label in compared)
     lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
              f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
@@ -114,7 +133,8 @@ def markdown_table(rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['depth']} | {r['error']} | | | | |" + " |" * len(compared))
             continue
-        others = "".join(f" {r[key][count]:.0f} |" for key, count, _ in compared)
+        others = "".join(f" {r[key] if count is None else r[key][count]:.0f} |"
+                         for key, count, _ in compared)
         lines.append(f"| {r['depth']} | {r['old_member_steps_per_s']:.0f} | "
                      f"{r['new_member_steps_per_s']:.0f} | {r['speedup']:.2f}x | "
                      f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} | "
@@ -150,6 +170,9 @@ def parse_args(argv=None):
                         help="also time the population with its highway layers by XLA or by "
                              "the compiled kernel (the launcher's own choice: "
                              "training.stack_choice, $HIGHWAY_STUDY_STACK)")
+    parser.add_argument("--compare-fit", action="store_true",
+                        help="also time one run per process as it trained before the one "
+                             "engine (Keras fit), in the same windows")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--cell-timeout", type=float, default=1800,
                         help="seconds one cell may live (build and all its windows)")
@@ -178,6 +201,9 @@ def main(argv=None) -> int:
               f"{args.members} runs x {args.protocol_steps} steps): one run per process "
               f"{estimate['old_s'] / 60:.0f} min, populations {estimate['new_s'] / 60:.0f} min "
               f"({estimate['old_s'] / estimate['new_s']:.1f}x).")
+        if estimate.get("fit_s") is not None:
+            print(f"One run per process with Keras fit (before the one engine), in the same "
+                  f"windows: {estimate['fit_s'] / 60:.0f} min.")
     meta = {"command": "python -m highway_study.benchmark_sweep " + " ".join(
                 argv if argv is not None else sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",

@@ -35,7 +35,7 @@ def hidden_layers(cfg, dense_args) -> list:
         return [keras.layers.Dense(cfg.width, name=f"plain_{i}", **dense_args)
                 for i in range(depth)]
     highway_args = dict(dense_args, carry_bias=cfg.carry_bias)
-    if cfg.model.implementation in ("scan", "scan_autodiff"):
+    if cfg.model.implementation.startswith("scan"):  # scan, scan_xla, scan_native, ...
         method = "xla" if cfg.model.implementation == "scan" else "autodiff"
         return [HighwayStack(depth, name="highway_stack", method=method,
                              streams=cfg.model.streams, **highway_args)]

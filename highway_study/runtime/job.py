@@ -33,6 +33,15 @@ log = logging.getLogger("highway_study")
 USER_ERRORS = (DataNotFoundError, IdxError, ChecksumError, ConfigError, DataError)
 
 
+# Run folders a population trained in this process: their task function reports them as
+# trained, not as found finished.
+_TRAINED_HERE: set[Path] = set()
+
+
+def trained_in_this_process(run_dirs) -> None:
+    _TRAINED_HERE.update(Path(d).resolve() for d in run_dirs)
+
+
 class ConfigChanged(RuntimeError):
     """The run folder holds a run (finished, or with epochs to resume) of another config;
     the message is one sentence."""
@@ -48,7 +57,11 @@ def run_job(cfg, run_dir: Path, multirun: bool):
     except ConfigChanged as error:  # refuse without touching its record
         return refuse(str(error), multirun, exit_code=1, metric=cfg.optimized_metric)
     if recorded is not None:
-        log.info("%s: already finished, not trained again", run_dir.name)
+        if Path(run_dir).resolve() in _TRAINED_HERE:
+            _TRAINED_HERE.discard(Path(run_dir).resolve())
+            _log_end(run_dir, record.read_summary(run_dir))
+        else:
+            log.info("%s: already finished, not trained again", run_dir.name)
         return recorded
     with StopRequests() as stop:
         try:
@@ -67,8 +80,7 @@ def run_job(cfg, run_dir: Path, multirun: bool):
             log.exception("run failed; recorded as status failed")
             return no_result(cfg.optimized_metric)
     if multirun:
-        log.info("%s: %s, best val acc %s, %.0f s", run_dir.name, summary.status,
-                 _pct(summary.best_val_accuracy), summary.wall_seconds)
+        _log_end(run_dir, summary)
     if stop():  # the signal came after the last epoch: the run is done, the sweep stops
         sys.exit(stop.exit_code)
     return record.objectives(summary, cfg.optimized_metric)
@@ -175,6 +187,12 @@ def record_interruption(run_dir, cfg, why: str, seconds=None) -> str:
                "with this folder as hydra.run.dir (or its sweep's hydra.sweep.dir) to resume.")
     record.write_summary(run_dir, record.interrupted(_config(cfg), message, rows, seconds))
     return message
+
+
+def _log_end(run_dir, summary) -> None:
+    """The line a sweep logs as one of its runs ends."""
+    log.info("%s: %s, best val acc %s, %.0f s", Path(run_dir).name, summary.status,
+             _pct(summary.best_val_accuracy), summary.wall_seconds or 0.0)
 
 
 def _config(cfg) -> dict:

@@ -57,14 +57,11 @@ def launch_indexed(launcher, indexed_overrides) -> list[JobReturn]:
     jobs = [_job(launcher, overrides, index) for overrides, index in indexed_overrides]
     returns: dict[int, JobReturn] = {}
     for members in plan(jobs, launcher.min_members):
-        with contextlib.ExitStack() as locks:
-            members, busy = _lock(members, locks)
-            objectives = _train_population(members, launcher.groups) if len(members) > 1 \
-                else None
-        for member, objective in zip(members, objectives or []):
-            returns[member.index] = _run(launcher, member, lambda cfg, value=objective: value)
-        for job in busy + (members if objectives is None else []):
-            returns[job.index] = _run(launcher, job, launcher.task_function)  # alone
+        if len(members) > 1:
+            with contextlib.ExitStack() as locks:
+                _train_population(_lock(members, locks), launcher.groups)
+        for job in members:  # the task function: skip what the population finished, refuse
+            returns[job.index] = _run(launcher, job, launcher.task_function)  # or train
     return [returns[job.index] for job in jobs]
 
 
@@ -78,19 +75,17 @@ def job_groups(launcher, job_overrides, initial_job_idx: int) -> list[list[tuple
             for group in plan(jobs, launcher.min_members)]
 
 
-def _lock(members: list[Job], locks: contextlib.ExitStack) -> tuple[list[Job], list[Job]]:
+def _lock(members: list[Job], locks: contextlib.ExitStack) -> list[Job]:
     """Take the run folder's lock of every member of a population; those whose folder
     another live process holds are left out (the task function then refuses them)."""
-    if len(members) == 1:
-        return members, []
-    locked, busy = [], []
+    locked = []
     for member in members:
         try:
             locks.enter_context(run_lock(member.run_dir))
             locked.append(member)
         except RunLocked:
-            busy.append(member)
-    return locked, busy
+            pass
+    return locked
 
 
 def plan(jobs: list[Job], min_members: int = 2) -> list[list[Job]]:
@@ -124,10 +119,11 @@ def _population_key(job: Job, population) -> tuple | None:
     return population.shape_key(cfg), population.resume_epoch(job.run_dir)
 
 
-def _train_population(members: list[Job], groups) -> list:
-    """Train the members as one population; their objectives (0 for failures), each a float
-    or a list of floats as `optimized_metric` says (record.objectives)."""
-    from highway_study import record
+def _train_population(members: list[Job], groups) -> None:
+    """Train the members as one population, each leaving its record (status failed, with
+    the reason, when the population fails: the task function then tries it alone)."""
+    if not members:
+        return
     from highway_study.training import Interrupted
     from highway_study.training.population import train_population
 
@@ -137,7 +133,7 @@ def _train_population(members: list[Job], groups) -> list:
              ", ".join(d.name for d in run_dirs))
     with StopRequests() as stop:
         try:
-            summaries = train_population(configs, run_dirs, should_stop=stop, groups=groups)
+            train_population(configs, run_dirs, should_stop=stop, groups=groups)
         except (Interrupted, KeyboardInterrupt) as interrupt:
             seconds = getattr(interrupt, "seconds", None)
             for cfg, run_dir in zip(configs, run_dirs):
@@ -148,15 +144,16 @@ def _train_population(members: list[Job], groups) -> list:
             for cfg, run_dir in zip(configs, run_dirs):
                 job_lib.record_failure(run_dir, cfg, str(error))
             log.error("%s", error)
-            return [job_lib.no_result(cfg.optimized_metric) for cfg in configs]
+            return
         except Exception as error:  # noqa: BLE001 - one broken group must not end a sweep
             for cfg, run_dir in zip(configs, run_dirs):
                 job_lib.record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
-            log.exception("population failed; its runs are recorded as status failed")
-            return [job_lib.no_result(cfg.optimized_metric) for cfg in configs]
+            log.exception("population failed; its runs are recorded as status failed and "
+                          "each is tried alone")
+            return
+    job_lib.trained_in_this_process(run_dirs)
     if stop():
         sys.exit(stop.exit_code)
-    return [record.objectives(s, c.optimized_metric) for s, c in zip(summaries, configs)]
 
 
 def _job(launcher, overrides: list[str], index: int) -> Job:

@@ -28,6 +28,7 @@ from hydra.types import RunMode
 
 from highway_study import record
 from highway_study.config import ConfigError
+from highway_study.runtime import launchers
 
 log = logging.getLogger("highway_study.progress")
 PROGRESS_FILE = "progress.jsonl"
@@ -50,7 +51,7 @@ class SweepProgress(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self._sweep_started_ns = time.time_ns()
         _append(sweep_dir, {"event": "start", "total": planned_runs(config), "time": time.time()})
-        if "submitit" in str(config.hydra.launcher.get("_target_", "")):
+        if launchers.is_submitit(config.hydra.launcher):
             self._watcher = ProgressWatcher(sweep_dir)  # jobs log to .submitit/, not here
             self._watcher.start()
 

@@ -24,6 +24,7 @@ from highway_study import record
 from highway_study.config import ConfigError
 from highway_study.runtime.storage import StorageError
 from highway_study.runtime.study_guard import StudyMismatch, check_study
+from highway_study.runtime import launchers
 
 SLURM_COMMANDS = ("srun", "sbatch")
 DIRECTIONS = ("minimize", "maximize")
@@ -90,8 +91,7 @@ class LauncherUnavailable(RuntimeError):
 
 def check_launcher(launcher, choice: str = "slurm") -> None:
     """A Slurm launcher (`slurm`, `population_slurm`, ...) needs Slurm's commands here."""
-    target = str(launcher.get("_target_", ""))
-    if target.endswith("SlurmLauncher"):
+    if launchers.is_slurm(launcher):
         missing = [name for name in SLURM_COMMANDS if shutil.which(name) is None]
         if missing:
             raise LauncherUnavailable(

@@ -17,6 +17,7 @@ import logging
 import os
 
 from highway_study.config import ConfigError
+from highway_study.runtime import launchers
 
 log = logging.getLogger("highway_study")
 THREADS_ENV = "HIGHWAY_STUDY_THREADS"
@@ -36,14 +37,12 @@ def job_threads(launcher_cfg) -> int | None:
         return int(value)
     if launcher_cfg is None:
         return None
-    target = str(launcher_cfg.get("_target_", ""))
-    if "joblib" in target:
+    if launchers.is_joblib(launcher_cfg):
         cores = os.cpu_count() or 1
         n_jobs = int(launcher_cfg.get("n_jobs") or -1)
         n_jobs = cores if n_jobs < 0 else min(n_jobs, cores)
         return max(1, cores // n_jobs)
-    cluster = "submitit" in target or ".cluster.Population" in target
-    if cluster and launcher_cfg.get("cpus_per_task"):
+    if launchers.is_submitit(launcher_cfg) and launcher_cfg.get("cpus_per_task"):
         return int(launcher_cfg.cpus_per_task)
     return None
 
@@ -51,8 +50,7 @@ def job_threads(launcher_cfg) -> int | None:
 def op_threads(launcher_cfg) -> int | None:
     """Threads one op may use under this launcher config (None: as many as the job has):
     POPULATION_OP_THREADS under the population launchers."""
-    target = str((launcher_cfg or {}).get("_target_", ""))
-    return POPULATION_OP_THREADS if "highway_study_population" in target else None
+    return POPULATION_OP_THREADS if launchers.is_population(launcher_cfg) else None
 
 
 def limit_threads(threads: int | None, per_op: int | None = None) -> None:
@@ -70,7 +68,7 @@ def limit_threads(threads: int | None, per_op: int | None = None) -> None:
         if threads is not None:
             tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:  # runtime already started in this (reused) worker: sizes stay
-        pass
+        return
     per_op = tf.config.threading.get_intra_op_parallelism_threads() or "all cores"
     at_once = tf.config.threading.get_inter_op_parallelism_threads() or "one per core"
     log.info("TensorFlow threads in this job: %s per op; ops at once: %s", per_op, at_once)

@@ -109,7 +109,16 @@ def restore(run_dir, config: dict, at_most: int | None = None,
     folder = checkpoint_dir(run_dir)
     rows = record.read_metrics(run_dir)
     resume = Resume(wall_seconds=_earlier_seconds(run_dir))
-    candidates = [c for c in _candidates(folder) if at_most is None or c[0] <= at_most]
+    candidates = _candidates(folder)
+    for epoch, arrays, state in [c for c in candidates if at_most is not None
+                                 and c[0] > at_most]:  # newer than this run may go
+        try:
+            _read_state(state, epoch, rows)
+        except CheckpointError as error:
+            log.warning("%s: the checkpoint of epoch %d cannot be used (%s).", run_dir.name,
+                        epoch, error)
+            _discard(arrays, state)
+    candidates = [c for c in candidates if at_most is None or c[0] <= at_most]
     for index, (epoch, arrays, state) in enumerate(candidates):
         try:
             info = _read_state(state, epoch, rows)

@@ -120,8 +120,8 @@ def train_members(configs, run_dirs, should_stop: Callable[[], bool] | None = No
     first = members[0].cfg
     if len({shape_key(m.cfg) for m in members}) != 1:
         raise ValueError("a population's members must share their shape (see MEMBER_KEYS).")
+    kernel, why = choose_kernel(first)  # first: `scan_native` where it cannot run ends here
     _load_data(members)
-    kernel, why = choose_kernel(first)
     models, states, params = _build(members, keep=kernel == "keras")
     start_epoch, step = _resume(members, states)
     train_size = len(members[0].dataset.x_train)
