@@ -276,6 +276,8 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "training 4 runs as one population" in output
+    # The task function ran for every member (the one door): each logs its end line.
+    assert output.count(": completed, best val acc") == 8
     assert "TensorFlow threads in this job: 1 per op" in output  # parts side by side
     assert "8/8 runs done, 0 failed" in output
     assert "Nothing was trained" not in output  # the population's runs count as trained
@@ -307,3 +309,25 @@ def test_population_local_launcher_trains_each_group_as_one_submitit_task(tmp_pa
     assert len(tasks) == 2  # a population of 2 highway nets, one of 2 plain nets
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").rglob("*_log.*"))
     assert "training 2 runs as one population" in logs
+
+
+def test_launchers_are_told_apart_by_class_not_by_name():
+    """A launcher subclassed under another name keeps the population's threads and checks."""
+    from highway_study.runtime import launchers, threads
+
+    module = sys.modules[__name__]
+    from hydra_plugins.highway_study_population import PopulationLauncher
+
+    class RenamedLauncher(PopulationLauncher):
+        pass
+
+    module.RenamedLauncher = RenamedLauncher
+    renamed = {"_target_": f"{__name__}.RenamedLauncher"}
+    assert launchers.is_population(renamed) and not launchers.is_submitit(renamed)
+    assert threads.op_threads(renamed) == threads.POPULATION_OP_THREADS
+    named_like_one = {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                      "comment": "highway_study_population"}
+    assert not launchers.is_population(named_like_one)
+    assert launchers.is_slurm(
+        {"_target_": "hydra_plugins.highway_study_population.cluster.PopulationSlurmLauncher"})
+    assert not launchers.is_population({"_target_": "no.such.Launcher"})

@@ -236,6 +236,13 @@ def as_a_population_wrote_it_before(run_dir):
         path.unlink()
 
 
+def truncated_population_file(run_dir):
+    """A population.npz of an earlier version, cut short by a full disk or a copy."""
+    as_a_population_wrote_it_before(run_dir)
+    path = checkpoint.checkpoint_dir(run_dir) / "population.npz"
+    path.write_bytes(path.read_bytes()[:300])
+
+
 for what, damage, outcome in [
     ("a truncated newest checkpoint (weights file)", damage_newest_weights,
      "one warning sentence; the run resumes from the checkpoint before it"),
@@ -251,6 +258,8 @@ for what, damage, outcome in [
      as_backup_and_restore_wrote_it, "restored: the run resumes after its epoch"),
     ("a checkpoint written by a population member before the one engine (`population.npz`)",
      as_a_population_wrote_it_before, "restored: the run resumes after its epoch"),
+    ("a truncated `population.npz` of an earlier version", truncated_population_file,
+     "one warning sentence; training starts over from epoch 1"),
 ]:
     from faults import add
 
@@ -262,7 +271,8 @@ for what, damage, outcome in [
 @pytest.mark.parametrize("damage, resumed_after", [
     (damage_newest_weights, 1), (damage_newest_state, 1), (damage_every_checkpoint, 0),
     (leave_a_half_written_checkpoint, 2), (as_a_run_alone_wrote_it_before, 2),
-    (as_backup_and_restore_wrote_it, 2), (as_a_population_wrote_it_before, 2)])
+    (as_backup_and_restore_wrote_it, 2), (as_a_population_wrote_it_before, 2),
+    (truncated_population_file, 0)])
 def test_a_damaged_checkpoint_falls_back_and_still_equals_the_whole_run(
         damage, resumed_after, tmp_path, models, caplog):
     train(compose_config(*SMALL), tmp_path / "whole", verbose=False)

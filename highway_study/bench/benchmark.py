@@ -51,8 +51,13 @@ def flops_per_step(depth: int, width: int, batch: int) -> int:
 class CellProcess:
     """A running benchmark_cell, spoken to one JSON line at a time."""
 
-    def __init__(self, variant: str, depth: int, args, **extra):
+    def __init__(self, variant: str, depth: int, args, tree: str | None = None, **extra):
+        """`tree`: another checkout of the project whose code the cell runs (its path goes
+        first on PYTHONPATH), to time two versions in the same windows."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        if tree:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree),
+                                                              env.get("PYTHONPATH")]))
         if args.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = "-1"
         spec = dict(depth=depth, width=args.width, batch=args.batch_size, steps=args.steps,

@@ -49,6 +49,8 @@ def measure_depth(depth: int, args) -> dict:
                            op_threads=count) for count in args.compare_op_threads]
     others += [CellProcess("population", depth, args, population=True, members=args.members,
                            stack=name) for name in args.compare_stack]
+    others += [CellProcess("population", depth, args, population=True, members=args.members,
+                           tree=tree) for tree in args.compare_tree]
     cells = jobs + [population] + others
     for _ in range(args.windows):
         for pair in (jobs, fits):
@@ -88,6 +90,11 @@ def measure_depth(depth: int, args) -> dict:
             for name, row in zip(args.compare_stack, compared[len(args.compare_groups)
                                                               + len(args.compare_op_threads):])},
         new_stack=rows[2].get("stack"),
+        tree_member_steps_per_s={
+            tree: (row.get("steps_per_s") or 0) * args.members
+            for tree, row in zip(args.compare_tree, compared[len(args.compare_groups)
+                                                             + len(args.compare_op_threads)
+                                                             + len(args.compare_stack):])},
     )
     if fit_rows:
         result.update(
@@ -121,6 +128,8 @@ def markdown_table(rows: list[dict]) -> str:
                  for count in first.get("op_threads_member_steps_per_s", {})]
     compared += [("stack_member_steps_per_s", name, f"population, layers by {name}")
                  for name in first.get("stack_member_steps_per_s", {})]
+    compared += [("tree_member_steps_per_s", tree, f"population, code of {tree}")
+                 for tree in first.get("tree_member_steps_per_s", {})]
     if "fit_member_steps_per_s" in first:
         compared.append(("fit_member_steps_per_s", None,
                          "one run per process with Keras fit (before the one engine), 2 jobs"))
@@ -170,6 +179,9 @@ def parse_args(argv=None):
                         help="also time the population with its highway layers by XLA or by "
                              "the compiled kernel (the launcher's own choice: "
                              "training.stack_choice, $HIGHWAY_STUDY_STACK)")
+    parser.add_argument("--compare-tree", nargs="+", default=[], metavar="DIR",
+                        help="also time the population with the code of another checkout "
+                             "of the project (an earlier commit, say)")
     parser.add_argument("--compare-fit", action="store_true",
                         help="also time one run per process as it trained before the one "
                              "engine (Keras fit), in the same windows")

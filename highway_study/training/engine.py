@@ -139,10 +139,10 @@ def train_members(configs, run_dirs, should_stop: Callable[[], bool] | None = No
     epochs = first.epochs if first.max_steps is None else math.ceil(
         first.max_steps / steps_per_epoch)
     what = "run" if len(members) == 1 else f"population of {len(members)}"
-    log.info("%s: %s, depth %d, width %d, carry_bias %s, %d parameters, epochs %d-%d of "
-             "%d steps (max_steps %s); kernel %s (%s)", what, first.model.name, first.depth,
-             first.width, _biases(members), params, start_epoch + 1, epochs, steps_per_epoch,
-             first.max_steps, kernel, why)
+    log.info("%s: %s, depth %d, width %d, carry_bias %s, %d parameters; %d steps (%s of %d); "
+             "kernel %s (%s)", what, first.model.name, first.depth, first.width,
+             _biases(members), params, steps_total, _epochs_left(start_epoch, epochs),
+             steps_per_epoch, kernel, why)
     for member in members:
         if member.cfg.tensorboard:
             member.tensorboard = TensorBoardEpochs(member.run_dir / "tensorboard")
@@ -164,6 +164,8 @@ def train_members(configs, run_dirs, should_stop: Callable[[], bool] | None = No
         summary.wall_seconds = member.wall_seconds + time.perf_counter() - start
         record.write_summary(member.run_dir, summary)
         checkpoint.remove(member.run_dir)  # only now: a run stopped before resumes here
+        if verbose:
+            log.info("run record: %s", member.run_dir / record.SUMMARY_FILE)
     return summaries
 
 
@@ -324,6 +326,13 @@ def _ended(member) -> bool:
     except (OSError, ValueError):
         return False
     return bool(info.get("trained")) if isinstance(info, dict) else False
+
+
+def _epochs_left(start_epoch: int, epochs: int) -> str:
+    """"epoch 3 of 3", "epochs 2-5": what this attempt trains."""
+    if start_epoch + 1 >= epochs:
+        return f"epoch {epochs}" if epochs > 1 else "1 epoch"
+    return f"epochs {start_epoch + 1}-{epochs}"
 
 
 def _biases(members) -> str:
