@@ -114,7 +114,8 @@ def analyse(folders, out: Path, args, optuna=None) -> str:
         paper_fig1.write(figure1, figures, out)
         section += f", {out / paper_fig1.SECTION_FILE}"
     skipped = f", {len(collection.skipped)} skipped" if collection.skipped else ""
-    return (f"Analysed {len(collection.runs)} runs{skipped}: {out / 'runs.csv'}, "
+    count = len(collection.runs)
+    return (f"Analysed {count} run{'' if count == 1 else 's'}{skipped}: {out / 'runs.csv'}, "
             f"{len(figures)} figures in {figures_dir}, {out / 'report.md'}{section}")
 
 

@@ -276,3 +276,12 @@ def test_config_keys_named_like_result_columns_keep_their_values(tmp_path, capsy
     runs = pd.read_csv(tmp_path / "sweep_analysis" / "runs.csv")
     assert list(runs["status"]) == ["completed", "completed"]
     assert sorted(runs["config.status"]) == ["x", "y"]
+
+
+def test_one_run_is_counted_as_one_run(tmp_path, capsys):
+    """The last line once said "Analysed 1 runs"."""
+    sweep = tmp_path / "sweep"
+    write(sweep / "a", config())
+    out = sweep.parent / "out"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    assert "Analysed 1 run: " in capsys.readouterr().out
