@@ -162,3 +162,11 @@ def test_bad_thread_count_in_environment_is_one_sentence(run_cli, tmp_path):
                      env={"HIGHWAY_STUDY_THREADS": "two"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "HIGHWAY_STUDY_THREADS='two' is not allowed: use an integer >= 1." in result.stderr
+
+
+def test_help_opens_with_what_the_command_does(run_cli):
+    """Hydra's default header said "__main__ is powered by Hydra"."""
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[0].startswith("python -m highway_study [OVERRIDES]")
+    assert "__main__" not in result.stdout
