@@ -7,8 +7,9 @@ default; a list of values for a list of names; 0 for a diverged or failed run), 
 never crashes on one bad run.
 
 Hydra's own config errors (`depth=abc`, `model=resnet`, a malformed override) end, like our
-checks, in one sentence and exit code 2 (runtime.errors); set HYDRA_FULL_ERROR=1 to see
-Hydra's full report instead.
+checks, in one sentence and exit code 2 (runtime.errors); a single run that fails on an
+unexpected error (out of memory, ...) ends in one sentence and exit code 1, its record
+saying failed. Set HYDRA_FULL_ERROR=1 to see the full report instead.
 
 The configs are the repository's conf/, installed with the package as highway_study.conf
 (pyproject.toml maps one onto the other), so an installed wheel finds them too.
@@ -26,13 +27,13 @@ from hydra.types import RunMode
 
 from highway_study.config import ConfigError, register_configs, validate
 from highway_study.runtime.errors import describe
-from highway_study.runtime.job import record_failure, refuse, run_job
+from highway_study.runtime.job import (FULL_ERROR_ENV, record_failure, refuse, run_job,
+                                       show_tracebacks)
 from highway_study.runtime.lock import RunLocked, run_lock
 from highway_study.runtime.progress import SweepRefused
 from highway_study.runtime.threads import job_threads, limit_threads, op_threads
 
 register_configs()
-FULL_ERROR_ENV = "HYDRA_FULL_ERROR"
 
 
 def _register_population_launcher() -> None:
@@ -79,10 +80,12 @@ def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool):
 
 
 def cli() -> None:
-    """Run `main`, turning Hydra's config errors into one sentence and exit code 2."""
+    """Run `main`, turning Hydra's config errors into one sentence and exit code 2, and a
+    single run's failure into one sentence and exit code 1."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     full_report = os.environ.get(FULL_ERROR_ENV) == "1"
     os.environ[FULL_ERROR_ENV] = "1"  # Hydra raises instead of printing its own report
+    show_tracebacks(full_report)
     try:
         main()
     except SweepRefused as error:

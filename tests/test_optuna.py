@@ -137,6 +137,11 @@ def test_an_interrupted_trial_does_not_stay_running(tmp_path):
 
     states = [trial.state for trial in trials(f"sqlite:///{tmp_path / 'outputs' / 'optuna.db'}")]
     assert states == [optuna.trial.TrialState.FAIL]
+    # What a rerun does, truthfully: new trials, not this one resumed.
+    said = [line for line in stderr.splitlines() if "interrupted by SIGTERM" in line]
+    assert len(said) == 1 and said[0].endswith(
+        "rerunning the same command continues the Optuna study with new trials (it does not "
+        "resume this one).")
 
 
 @fault("an Optuna worker killed with SIGKILL (or its machine lost) mid-trial",

@@ -52,12 +52,10 @@ class CellProcess:
     """A running benchmark_cell, spoken to one JSON line at a time."""
 
     def __init__(self, variant: str, depth: int, args, tree: str | None = None, **extra):
-        """`tree`: another checkout of the project whose code the cell runs (its path goes
-        first on PYTHONPATH), to time two versions in the same windows."""
+        """`tree`: another checkout of the project whose code the cell runs (the cell starts
+        in that folder, which `python -m` puts first on sys.path), to time two versions in
+        the same windows."""
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        if tree:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree),
-                                                              env.get("PYTHONPATH")]))
         if args.device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = "-1"
         spec = dict(depth=depth, width=args.width, batch=args.batch_size, steps=args.steps,
@@ -70,7 +68,7 @@ class CellProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "highway_study.bench.cell", json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            env=env,
+            env=env, cwd=tree,
         )
         # A cell that hangs is killed after --cell-timeout seconds; its row then says so.
         self.cell_timeout = args.cell_timeout

@@ -8,6 +8,8 @@
 - an unreadable summary.json (empty, cut off) is reported and the run counts as unfinished;
 - SIGTERM or Ctrl-C stops it at the next safe point with status `interrupted`;
 - user errors (missing or corrupt data) end a single run with one sentence and exit code 1;
+  so does any other error of a single run (out of memory, ...), its record saying failed
+  (the traceback instead when the user set HYDRA_FULL_ERROR=1, see `show_tracebacks`);
   in a sweep every failure is recorded as status `failed` and the sweep goes on.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +34,7 @@ log = logging.getLogger("highway_study")
 
 # Exceptions caused by the user's input, reported in one sentence without traceback.
 USER_ERRORS = (DataNotFoundError, IdxError, ChecksumError, ConfigError, DataError)
+FULL_ERROR_ENV = "HYDRA_FULL_ERROR"  # the user's switch for full error reports
 
 
 # Run folders a population trained in this process: their task function reports them as
@@ -40,6 +44,17 @@ _TRAINED_HERE: set[Path] = set()
 
 def trained_in_this_process(run_dirs) -> None:
     _TRAINED_HERE.update(Path(d).resolve() for d in run_dirs)
+
+
+# Whether a single run's unexpected error is re-raised (Hydra's full report) rather than
+# told in one sentence: __main__ sets it from the user's HYDRA_FULL_ERROR.
+_FULL_REPORT = False
+
+
+def show_tracebacks(full_report: bool) -> None:
+    """Re-raise a single run's unexpected errors (the user asked for full reports) or not."""
+    global _FULL_REPORT
+    _FULL_REPORT = full_report
 
 
 class ConfigChanged(RuntimeError):
@@ -76,7 +91,10 @@ def run_job(cfg, run_dir: Path, multirun: bool):
         except Exception as error:  # noqa: BLE001 - one broken run must not end a sweep
             record_failure(run_dir, cfg, f"{type(error).__name__}: {error}")
             if not multirun:
-                raise
+                if _FULL_REPORT:
+                    raise
+                print(failure_sentence(run_dir, error), file=sys.stderr)
+                sys.exit(1)  # not through Hydra, which would add its own error line
             log.exception("run failed; recorded as status failed")
             return no_result(cfg.optimized_metric)
     if multirun:
@@ -180,13 +198,44 @@ def record_failure(run_dir: Path, cfg, message: str) -> None:
                                                 record.read_metrics(run_dir)))
 
 
-def record_interruption(run_dir, cfg, why: str, seconds=None) -> str:
-    """Write summary.json with status `interrupted` from the epochs on disk; return the message."""
+def failure_sentence(run_dir, error: BaseException) -> str:
+    """The one sentence a single run's unexpected error ends in."""
+    detail = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", _first_line(error)).strip()
+    what = f"{type(error).__name__}{': ' + detail.rstrip('. :') if detail else ''}"
+    if isinstance(error, MemoryError) or "ResourceExhausted" in type(error).__name__:
+        return (f"{run_dir}: the run ran out of memory ({what}): use a smaller depth, width or "
+                "batch_size; summary.json records it as failed.")
+    return (f"{run_dir}: the run failed ({what}); summary.json records it as failed, and "
+            f"{FULL_ERROR_ENV}=1 shows the traceback.")
+
+
+def record_interruption(run_dir, cfg, why: str, seconds=None, sweeper=None) -> str:
+    """Write summary.json with status `interrupted` from the epochs on disk; return the message,
+    which says what a rerun does: a grid or single run resumes, an Optuna search does not.
+    `sweeper`: the sweep's hydra.sweeper node (default: this job's, from HydraConfig)."""
     rows = record.read_metrics(run_dir)
-    message = (f"{run_dir}: interrupted by {why} after epoch {len(rows)}; rerun the same command "
-               "with this folder as hydra.run.dir (or its sweep's hydra.sweep.dir) to resume.")
+    message = f"{run_dir}: interrupted by {why} after epoch {len(rows)}; " + (
+        "this trial stays as a record with status interrupted, and rerunning the same command "
+        "continues the Optuna study with new trials (it does not resume this one)."
+        if is_optuna(sweeper if sweeper is not None else _job_sweeper()) else
+        "rerun the same command with this folder as hydra.run.dir (or its sweep's "
+        "hydra.sweep.dir) to resume.")
     record.write_summary(run_dir, record.interrupted(_config(cfg), message, rows, seconds))
     return message
+
+
+def is_optuna(sweeper) -> bool:
+    """Whether a hydra.sweeper node is an Optuna search (whose rerun asks for new trials)."""
+    if sweeper is None:
+        return False
+    return "optuna" in str(sweeper.get("_target_", "")).lower() or "study_name" in sweeper
+
+
+def _job_sweeper():
+    """This job's hydra.sweeper node; None outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().sweeper if HydraConfig.initialized() else None
 
 
 def _log_end(run_dir, summary) -> None:

@@ -1,9 +1,10 @@
-"""One process per run folder: a lock held while a job works in it.
+"""One process per run folder, and one sweep per sweep folder: locks held while they work.
 
 The same command started twice, or two sweeps into one folder, would otherwise append every
-epoch twice to metrics.jsonl and fight over the checkpoint. The lock is the operating
-system's (filelock's FileLock: flock on POSIX), so it is held only while its process lives:
-a lock file left by a killed process is stale, and the next run takes it over.
+epoch twice to metrics.jsonl, fight over the checkpoint and mix their counts in
+progress.jsonl. The locks are the operating system's (filelock's FileLock: flock on POSIX),
+so a lock is held only while its process lives: a lock file left by a finished or killed
+process is stale and harmless, and the next run takes it over.
 """
 
 from __future__ import annotations
@@ -14,10 +15,21 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 LOCK_FILE = ".run.lock"
+SWEEP_LOCK_FILE = ".sweep.lock"
 
 
 class RunLocked(RuntimeError):
     """Another live process works in the run folder; the message is one sentence."""
+
+
+def _take(path: Path) -> FileLock | None:
+    """The lock at `path`, taken at once; None when another live process holds it."""
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
 
 
 @contextmanager
@@ -25,15 +37,27 @@ def run_lock(run_dir):
     """Hold the run folder's lock for the `with` block; RunLocked when another process has it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / LOCK_FILE), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
+    lock = _take(run_dir / LOCK_FILE)
+    if lock is None:
         raise RunLocked(
             f"{run_dir} is in use by another process that is still running: wait for it to "
             "end, or run into another folder (hydra.run.dir or hydra.sweep.dir)."
-        ) from None
+        )
     try:
         yield
     finally:
         lock.release()
+
+
+def sweep_lock(sweep_dir) -> FileLock:
+    """Take the sweep folder's lock for a whole sweep (the caller releases it at the sweep's
+    end; a crash releases it with the process); RunLocked when another sweep holds it."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    lock = _take(sweep_dir / SWEEP_LOCK_FILE)
+    if lock is None:
+        raise RunLocked(
+            f"hydra.sweep.dir={sweep_dir} is in use by another sweep that is still running: "
+            "wait for it to end, or give this sweep another folder "
+            f"(e.g. hydra.sweep.dir={str(sweep_dir).rstrip('/')}_2).")
+    return lock

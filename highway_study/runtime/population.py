@@ -65,6 +65,28 @@ def launch_indexed(launcher, indexed_overrides) -> list[JobReturn]:
     return [returns[job.index] for job in jobs]
 
 
+def check_launcher_options(groups, min_members) -> None:
+    """The launcher's options, checked before a sweep starts: a bad `groups` would otherwise
+    fail every run deep in training, and a too small one or `min_members` be ignored.
+    ConfigError (one sentence) naming the value and what is allowed."""
+    if groups is not None and (not _is_int(groups) or groups < 1):
+        raise ConfigError(f"hydra.launcher.groups={_shown(groups)} is not allowed: use an "
+                          "integer >= 1, or null for the default (one part per core).")
+    if not _is_int(min_members) or min_members < 2:
+        raise ConfigError(f"hydra.launcher.min_members={_shown(min_members)} is not allowed: "
+                          "use an integer >= 2 (the smallest group trained together).")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value) -> str:
+    """A value as the command line writes it."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) \
+        else str(value)
+
+
 def job_groups(launcher, job_overrides, initial_job_idx: int) -> list[list[tuple]]:
     """The sweep batch cut as launch() would train it: one list of (overrides, job index)
     per population, and one per job that trains alone."""
@@ -136,8 +158,9 @@ def _train_population(members: list[Job], groups) -> None:
             train_population(configs, run_dirs, should_stop=stop, groups=groups)
         except (Interrupted, KeyboardInterrupt) as interrupt:
             seconds = getattr(interrupt, "seconds", None)
+            sweeper = members[0].config.hydra.sweeper  # the message says what a rerun does
             for cfg, run_dir in zip(configs, run_dirs):
-                print(job_lib.record_interruption(run_dir, cfg, stop.name, seconds),
+                print(job_lib.record_interruption(run_dir, cfg, stop.name, seconds, sweeper),
                       file=sys.stderr)
             sys.exit(stop.exit_code)
         except job_lib.USER_ERRORS as error:

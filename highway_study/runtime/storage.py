@@ -14,6 +14,7 @@ or the sweeper's log line (which prints the storage object, not its URL).
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 URL_ENV = "HIGHWAY_STUDY_OPTUNA_URL"
@@ -41,9 +42,72 @@ def storage_url(default_url: str = DEFAULT_URL) -> str:
     password = os.environ.get(PASSWORD_ENV)
     if password:
         url = url.set(password=password)
-    if url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:"):
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    return url.render_as_string(hide_password=False)
+    rendered = url.render_as_string(hide_password=False)
+    database = sqlite_file(rendered)
+    if database is not None:
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            raise StorageError(unwritable(database)) from None
+    return rendered
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for other databases, memory and `file:` URIs."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.query.get("uri"):
+        return None
+    return None if parsed.database in (None, "", ":memory:") else Path(parsed.database)
+
+
+def unwritable(database) -> str:
+    """The one sentence for a database the search cannot write."""
+    return (f"The Optuna database {database} is not writable (SQLite needs to write the file "
+            "and its folder): make both writable, or give the search another storage "
+            "(hydra.sweeper.storage or $HIGHWAY_STUDY_OPTUNA_URL).")
+
+
+def check_writable(url: str) -> None:
+    """StorageError when the search could not write its SQLite file: Optuna would fail on
+    its first write with a long traceback (and, run as root, only SQLite itself refuses)."""
+    database = sqlite_file(url)
+    if database is None:
+        return
+    existing = database if database.exists() else database.parent
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    folder = existing if existing.is_dir() else existing.parent
+    if existing.is_file() and not os.access(existing, os.W_OK) \
+            or not os.access(folder, os.W_OK | os.X_OK):
+        raise StorageError(unwritable(database))
+
+
+@contextmanager
+def refused_writes_named(url: str):
+    """Turn SQLite's refusal to write (a read-only file or folder, however Optuna wraps it)
+    into StorageError naming the database."""
+    try:
+        yield
+    except Exception as error:  # noqa: BLE001 - only a refused write is translated
+        if not _refused_write(error):
+            raise
+        where = (sqlite_file(url) or describe(url)) if url else "hydra.sweeper.storage names"
+        raise StorageError(unwritable(where)) from None
+
+
+def _refused_write(error: BaseException) -> bool:
+    import sqlite3
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sqlite3.OperationalError) and any(
+                words in str(error) for words in ("readonly", "unable to open database file")):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def describe(url: str) -> str:

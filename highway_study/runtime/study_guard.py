@@ -87,14 +87,26 @@ def differences(recorded: dict, current: dict, both_only: bool) -> list[str]:
 
 def check_study(config) -> None:
     """Record this search's fixed config and space in its study, or raise StudyMismatch when
-    the study already holds trials of another search. No study name or storage: nothing to
-    check (Optuna then makes a new in-memory study)."""
+    the study already holds trials of another search, StorageError when its SQLite file
+    cannot be written. No study name or storage: nothing to check (Optuna then makes a new
+    in-memory study)."""
     sweeper = config.hydra.sweeper
     name = sweeper.get("study_name")
     if not name or sweeper.get("storage") is None:
         return
+    from highway_study.runtime.storage import check_writable, refused_writes_named
+
+    url = _url(sweeper.storage)
+    if url is not None:
+        check_writable(url)
+    with refused_writes_named(url or ""):
+        _check_study(config, name)
+
+
+def _check_study(config, name: str) -> None:
     import optuna
 
+    sweeper = config.hydra.sweeper
     storage, where = _storage(sweeper.storage)
     directions = _directions(sweeper.get("direction", "minimize"))
     verbosity = optuna.logging.get_verbosity()
@@ -137,6 +149,19 @@ def check_study(config) -> None:
     metric = config.get("optimized_metric", "best_val_accuracy")
     study.set_user_attr(record.STUDY_OBJECTIVES_ATTR,
                         list(metric) if record.is_list(metric) else [metric])
+
+
+def _url(node) -> str | None:
+    """The storage's URL, read without opening it: a URL string, or the project's factory's
+    (None for another factory)."""
+    if not isinstance(node, DictConfig):
+        return str(node)
+    from highway_study.runtime.storage import DEFAULT_URL, optuna_storage, storage_url
+
+    target = str(node.get("_target_", ""))
+    if target.rpartition(".")[2] != optuna_storage.__name__:
+        return None
+    return storage_url(node.get("default_url", DEFAULT_URL))
 
 
 def _storage(node):

@@ -9,19 +9,30 @@ sweep and no trial behind.
   without them submitit raises deep inside the launcher, so say it here instead.
 - An Optuna search needs one direction per objective (`hydra.sweeper.direction` against
   `optimized_metric`): the sweeper would otherwise fail every trial after training it.
-- An Optuna search may only add trials to a study of the same search (see study_guard).
+- An Optuna search may only add trials to a study of the same search (see study_guard),
+  and its SQLite file must be writable.
+- The population launcher's options (`hydra.launcher.groups`, `min_members`) must be usable.
+- The run or sweep folder (`hydra.run.dir`, `hydra.sweep.dir`) must be a folder this process
+  can create or write: Hydra would otherwise fail creating it with a long traceback.
+- Once everything is checked, the sweep takes its folder's lock (runtime.lock) until it ends,
+  so a second sweep into the same folder exits 1 instead of mixing its runs and progress
+  lines with the first's.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from highway_study import record
 from highway_study.config import ConfigError
+from highway_study.runtime.lock import RunLocked, sweep_lock
+from highway_study.runtime.progress import check_sweeper
 from highway_study.runtime.storage import StorageError
 from highway_study.runtime.study_guard import StudyMismatch, check_study
 from highway_study.runtime import launchers
@@ -31,18 +42,75 @@ DIRECTIONS = ("minimize", "maximize")
 
 
 class SweepChecks(Callback):
+    """Refuses a run or sweep that cannot work, in one sentence, before anything starts."""
+
+    def __init__(self) -> None:
+        self._lock = None  # the sweep folder's lock, held from start to end of the sweep
+
+    def __getstate__(self) -> dict:  # launchers pickle the callbacks into each job
+        return {**self.__dict__, "_lock": None}
+
+    def on_run_start(self, config, **kwargs) -> None:
+        _refuse_on_error(lambda: check_folder("hydra.run.dir", config.hydra.run.dir))
+
     def on_multirun_start(self, config, **kwargs) -> None:
+        _refuse_on_error(lambda: check_sweep(config))
         try:
-            check_launcher(config.hydra.launcher,
-                           config.hydra.runtime.choices.get("hydra/launcher", "slurm"))
-            check_objectives(config)
-            check_study(config)
-        except ConfigError as error:
-            print(f"Invalid config: {error}", file=sys.stderr)
-            sys.exit(2)
-        except (LauncherUnavailable, StudyMismatch, StorageError) as error:
+            self._lock = sweep_lock(config.hydra.sweep.dir)
+        except RunLocked as error:  # another live sweep works there: touch nothing
             print(error, file=sys.stderr)
-            sys.exit(2)
+            sys.exit(1)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def check_sweep(config) -> None:
+    """Every check a sweep passes before it starts (the study's last: it writes to it)."""
+    check_launcher(config.hydra.launcher,
+                   config.hydra.runtime.choices.get("hydra/launcher", "slurm"))
+    check_launcher_options(config.hydra.launcher)
+    check_sweeper(config.hydra.sweeper)
+    check_objectives(config)
+    check_folder("hydra.sweep.dir", config.hydra.sweep.dir)
+    check_study(config)
+
+
+def _refuse_on_error(check) -> None:
+    """Run `check`; a refusal ends the process with its one sentence and exit code 2 (an
+    exit, since Hydra turns a callback's exceptions into warnings and goes on)."""
+    try:
+        check()
+    except ConfigError as error:
+        print(f"Invalid config: {error}", file=sys.stderr)
+        sys.exit(2)
+    except (LauncherUnavailable, StudyMismatch, StorageError) as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+
+
+def check_folder(option: str, folder) -> None:
+    """`folder` (the value of `option`) must be a folder this process can create or write:
+    its nearest existing part must be a writable folder. ConfigError otherwise."""
+    existing = Path(str(folder))
+    while not os.path.lexists(existing) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option}={folder} is not allowed: {existing} is a file, not a "
+                          "folder; give a new folder or an existing one.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}={folder} is not allowed: {existing} is not writable; "
+                          "give a folder this user can write to.")
+
+
+def check_launcher_options(launcher) -> None:
+    """The population launchers' own options (ConfigError, from runtime.population)."""
+    if launchers.is_population(launcher):
+        from highway_study.runtime.population import check_launcher_options as check
+
+        check(launcher.get("groups"), launcher.get("min_members", 2))
 
 
 def check_objectives(config) -> None:

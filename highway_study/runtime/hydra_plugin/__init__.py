@@ -15,8 +15,11 @@ class PopulationLauncher(Launcher):
 
     def __init__(self, groups: int | None = None, min_members: int = 2) -> None:
         super().__init__()
+        from highway_study.runtime.population import check_launcher_options
+
+        check_launcher_options(groups, min_members)  # also when built without the sweep checks
         self.groups = groups
-        self.min_members = max(2, int(min_members))
+        self.min_members = min_members
         self.config = self.task_function = self.hydra_context = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:

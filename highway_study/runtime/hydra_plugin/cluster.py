@@ -32,8 +32,11 @@ class _PopulationSubmititLauncher(BaseSubmititLauncher):
 
     def __init__(self, groups: int | None = None, min_members: int = 2, **params) -> None:
         super().__init__(**params)
+        from highway_study.runtime.population import check_launcher_options
+
+        check_launcher_options(groups, min_members)  # also when built without the sweep checks
         self.groups = groups
-        self.min_members = max(2, int(min_members))
+        self.min_members = min_members
 
     def __call__(self, indexed_overrides, singleton_state):  # runs in the cluster task
         from highway_study.runtime.population import launch_indexed
