@@ -131,11 +131,11 @@ def test_a_stop_while_lesioning_resumes_without_training(tmp_path, monkeypatch):
 
 
 @fault("SIGTERM twice after the last epoch, during the test evaluation or the lesioning",
-       "`python -m highway_study data=digits depth=30 epochs=3 lesion_every=1`, signals "
+       "`python -m highway_study data=digits depth=300 epochs=3 lesion_every=1`, signals "
        "after epoch 3, then the same command",
        "exit 143; the rerun neither trains again nor empties metrics.jsonl, and ends completed")
 def test_cli_signal_after_the_last_epoch_loses_nothing(tmp_path):
-    args = ["data=digits", "depth=30", "epochs=3", "lesion_every=1", "tensorboard=false",
+    args = ["data=digits", "depth=300", "epochs=3", "lesion_every=1", "tensorboard=false",
             "hydra.run.dir=run"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen([sys.executable, "-m", "highway_study", *args], cwd=tmp_path,
@@ -158,7 +158,7 @@ def test_cli_signal_after_the_last_epoch_loses_nothing(tmp_path):
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert metrics.read_text() == rows  # not retrained, not emptied
     summary = record.read_summary(tmp_path / "run")
-    assert summary.status == "completed" and summary.epochs == 3 and len(summary.lesion) == 30
+    assert summary.status == "completed" and summary.epochs == 3 and len(summary.lesion) == 300
 
 
 def damage_newest_weights(run_dir):
