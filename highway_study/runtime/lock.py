@@ -22,9 +22,11 @@ class RunLocked(RuntimeError):
     """Another live process works in the run folder; the message is one sentence."""
 
 
-def _take(path: Path) -> FileLock | None:
-    """The lock at `path`, taken at once; None when another live process holds it."""
-    lock = FileLock(str(path), timeout=0)
+def _take(folder: Path, name: str) -> FileLock | None:
+    """The lock file `name` in `folder` (made if missing), taken at once; None when another
+    live process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / name), timeout=0)
     try:
         lock.acquire()
     except Timeout:
@@ -36,8 +38,7 @@ def _take(path: Path) -> FileLock | None:
 def run_lock(run_dir):
     """Hold the run folder's lock for the `with` block; RunLocked when another process has it."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = _take(run_dir / LOCK_FILE)
+    lock = _take(run_dir, LOCK_FILE)
     if lock is None:
         raise RunLocked(
             f"{run_dir} is in use by another process that is still running: wait for it to "
@@ -53,8 +54,7 @@ def sweep_lock(sweep_dir) -> FileLock:
     """Take the sweep folder's lock for a whole sweep (the caller releases it at the sweep's
     end; a crash releases it with the process); RunLocked when another sweep holds it."""
     sweep_dir = Path(sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    lock = _take(sweep_dir / SWEEP_LOCK_FILE)
+    lock = _take(sweep_dir, SWEEP_LOCK_FILE)
     if lock is None:
         raise RunLocked(
             f"hydra.sweep.dir={sweep_dir} is in use by another sweep that is still running: "

@@ -85,16 +85,21 @@ def has_checkpoint(run_dir) -> bool:
     return bool(_candidates(checkpoint_dir(run_dir)))
 
 
-def latest_epoch(run_dir) -> int:
-    """The epoch a rerun would resume from, judged without loading any arrays (0: none)."""
+def latest(run_dir) -> tuple[int, dict]:
+    """(epoch, its .json) of the checkpoint a rerun would resume from, judged without
+    loading any arrays; (0, {}) when there is none."""
     rows = record.read_metrics(run_dir)
     for epoch, _, state in _candidates(checkpoint_dir(run_dir)):
         try:
-            _read_state(state, epoch, rows)
+            return epoch, _read_state(state, epoch, rows)
         except CheckpointError:
             continue
-        return epoch
-    return 0
+    return 0, {}
+
+
+def latest_epoch(run_dir) -> int:
+    """The epoch a rerun would resume from (0: a fresh start)."""
+    return latest(run_dir)[0]
 
 
 def restore(run_dir, config: dict, at_most: int | None = None,

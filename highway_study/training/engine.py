@@ -285,12 +285,11 @@ def _resume(members, states) -> tuple[int, int]:
     had ended resumes where it ended, frozen. Returns (start epoch, step)."""
     from highway_study.training.legacy import read_keras_checkpoint
 
-    ended = [_ended(m) for m in members]
-    common = min((checkpoint.latest_epoch(m.run_dir) for m, done in zip(members, ended)
-                  if not done), default=0)
+    common = min((epoch for epoch, info in map(checkpoint.latest, (m.run_dir for m in members))
+                   if not info.get("trained")), default=0)
     while True:
         resumes = []
-        for k, member in enumerate(members):
+        for member in members:
             config = OmegaConf.to_container(member.cfg, resolve=True)
             resumes.append(checkpoint.restore(
                 member.run_dir, config, at_most=None if _ended(member) else common,
@@ -316,16 +315,8 @@ def _resume(members, states) -> tuple[int, int]:
 
 
 def _ended(member) -> bool:
-    """Whether the member's newest checkpoint says its training ended (peeked, not loaded)."""
-    folder = checkpoint.checkpoint_dir(member.run_dir)
-    epoch = checkpoint.latest_epoch(member.run_dir)
-    if not epoch:
-        return False
-    try:
-        info = json.loads((folder / f"epoch-{epoch:05d}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return bool(info.get("trained")) if isinstance(info, dict) else False
+    """Whether the member's newest usable checkpoint says its training ended."""
+    return bool(checkpoint.latest(member.run_dir)[1].get("trained"))
 
 
 def _epochs_left(start_epoch: int, epochs: int) -> str:
