@@ -30,10 +30,15 @@ ACTIVATIONS = (
     "sigmoid", "hard_sigmoid", "softplus", "softsign", "exponential", "linear",
 )
 SEED_LIMIT = 2**32  # numpy and Keras take seeds in [0, 2**32)
+KINKS = ("bias_init", "spread")
 INITIALIZERS = (
     "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "lecun_uniform",
     "lecun_normal", "orthogonal", "truncated_normal", "random_normal",
 )
+
+
+# Models whose first layer is a dense input projection, the layer model.kinks=spread sets.
+SPREAD_KINK_MODELS = ("highway_fc", "plain_fc", "residual_fc", "shallow")
 
 
 class ConfigError(ValueError):
@@ -49,7 +54,17 @@ class ModelConfig:
     init_stddev: float = 0.1
     # Initial value of every bias except the transform gate's (which is carry_bias).
     bias_init: float = 0.0
-    # highway_fc only, how its highway layers are computed (training.stack_choice):
+    # Fully connected models with an input projection: how that first layer's biases start.
+    # "bias_init": all equal to bias_init, so with one input feature every ReLU kink sits at
+    # the same point; "spread": each unit's kink (w.x + b = 0) passes through its own
+    # uniform random point of [-1, 1]^features, so the kinks cover a centred input's range.
+    kinks: str = "bias_init"
+    # residual_fc only: y = x + branch_scale * H(x); below 1 keeps a deep stack's
+    # activations from growing with depth.
+    branch_scale: float = 1.0
+    # How the members of a run or population are computed (training.stack_choice). Other
+    # dense models: "layers" trains one Keras model per member (the reference), any other
+    # value one vectorized graph. highway_fc, how its highway layers are computed:
     # "scan" (stacked weights; the compiled kernel for deep stacks where it runs, else XLA),
     # "scan_xla" or "scan_native" (one of the two, always), "layers" (one HighwayDense per
     # layer, the reference) or "scan_autodiff" (stacked weights, TensorFlow's own scan and
@@ -92,6 +107,8 @@ class DataConfig:
     k: int = 8
     noise: float = 0.0
     generator_seed: int = 0
+    # tent only: inputs centred in [-1, 1] (true) or in [0, 1] (false, the first edition's).
+    centred: bool = False
 
 
 @dataclass
@@ -174,6 +191,10 @@ def validate(cfg) -> None:
     _choice("model.implementation", cfg.model.implementation, IMPLEMENTATIONS)
     _choice("model.kernel_initializer", cfg.model.kernel_initializer, INITIALIZERS)
     _choice("model.activation", cfg.model.activation, ACTIVATIONS)
+    _choice("model.kinks", cfg.model.kinks, KINKS)
+    if cfg.model.kinks == "spread" and cfg.model.name not in SPREAD_KINK_MODELS:
+        raise ConfigError(f"model.kinks=spread is not allowed for model={cfg.model.name}: "
+                          f"use it with {', '.join(SPREAD_KINK_MODELS)}.")
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not (
             0 <= cfg.seed < SEED_LIMIT):
         raise ConfigError(
@@ -204,6 +225,7 @@ def validate(cfg) -> None:
     _positive("optimizer.learning_rate", cfg.optimizer.learning_rate)
     _positive("model.init_stddev", cfg.model.init_stddev)
     _finite("model.bias_init", cfg.model.bias_init)
+    _positive("model.branch_scale", cfg.model.branch_scale)
     if not 0.0 <= cfg.optimizer.momentum < 1.0:
         raise ConfigError(
             f"optimizer.momentum={cfg.optimizer.momentum} is not allowed: use a value in [0, 1)."

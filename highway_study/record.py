@@ -72,7 +72,7 @@ class Summary:
     stalled: bool | None = None
     gate_shift: float | None = None  # mean |T(end) - T(start)| over the highway layers
     recording_seconds: float | None = None  # time spent measuring and writing the points
-    # What computed the run: {"kernel": "native" | "xla" | "keras", "why": ...} (None in
+    # What computed the run: {"kernel": "native" | "xla" | "vectorized" | "keras", "why": ...} (None in
     # records written before it was recorded).
     engine: dict | None = None
 

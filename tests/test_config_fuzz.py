@@ -92,4 +92,4 @@ def test_a_valid_config_trains_or_diverges_never_a_traceback(tmp_path_factory, c
         return  # refused in one sentence (a depth the model does not allow, say)
     summary = train(cfg, tmp_path_factory.mktemp("run"), verbose=False)
     assert summary.status in ("completed", "diverged")
-    assert summary.engine["kernel"] in ("xla", "keras", "native")
+    assert summary.engine["kernel"] in ("xla", "vectorized", "keras", "native")

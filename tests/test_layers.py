@@ -125,3 +125,9 @@ def test_residual_dense_matches_numpy_reference_and_round_trips_its_config():
     np.testing.assert_allclose(layer(x), x + np.tanh(x @ kernel + bias), rtol=1e-5, atol=1e-6)
     clone = ResidualDense.from_config(layer.get_config())
     assert keras.activations.serialize(clone.activation) == "tanh"
+    scaled = ResidualDense(activation="tanh", branch_scale=0.25)
+    scaled.build((None, 6))
+    scaled.set_weights([kernel, bias])
+    np.testing.assert_allclose(scaled(x), x + 0.25 * np.tanh(x @ kernel + bias),
+                               rtol=1e-5, atol=1e-6)
+    assert ResidualDense.from_config(scaled.get_config()).branch_scale == 0.25

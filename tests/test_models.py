@@ -78,3 +78,30 @@ def test_softmax_regression_has_no_hidden_layer():
     cfg = compose_config("model=softmax")
     assert cfg.depth == 0
     assert count_params(build_model(cfg, IN, CLASSES)) == IN * CLASSES + CLASSES
+
+
+def test_spread_kinks_put_each_first_layer_kink_at_its_own_point_of_the_input_range():
+    def first_layer(seed, kinks):
+        keras.utils.set_random_seed(seed)
+        cfg = compose_config("model=shallow", "width=200", f"model.kinks={kinks}")
+        kernel, bias = build_model(cfg, 1, 2).get_layer("input_projection").get_weights()
+        return kernel[0], bias
+
+    kernel, bias = first_layer(0, "spread")
+    kinks = -bias / kernel
+    assert (np.abs(kinks) <= 1.0 + 1e-5).all() and kinks.std() > 0.45  # U[-1, 1]: sd 0.58
+    np.testing.assert_array_equal(first_layer(0, "spread")[1], bias)  # repeatable by seed
+    assert not np.array_equal(first_layer(1, "spread")[1], bias)
+    assert (first_layer(0, "bias_init")[1] == 0.0).all()  # every kink at x = 0
+
+
+@pytest.mark.parametrize("override, message", [
+    (("model=softmax", "model.kinks=spread"), "model.kinks=spread is not allowed for model=softmax"),
+    (("model=highway_fc", "model.kinks=even"), "model.kinks='even' is not allowed"),
+    (("model=residual_fc", "model.branch_scale=0"), "model.branch_scale=0.0 is not allowed"),
+])
+def test_bad_kink_and_branch_settings_end_in_one_sentence(override, message):
+    from highway_study.config import ConfigError, validate
+    with pytest.raises(ConfigError, match=message) as error:
+        validate(compose_config(*override))
+    assert "\n" not in str(error.value)

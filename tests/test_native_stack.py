@@ -193,7 +193,9 @@ def test_scan_takes_the_kernel_for_deep_stacks_only(compiled):
     assert choice("depth=1000", "model.implementation=scan_xla")[0] == "xla"
     assert choice("depth=1", "model.implementation=scan_native")[0] == "native"
     assert choice("model.implementation=layers")[0] == "keras"
-    assert choice("model=plain_fc")[0] == "keras"
+    assert choice("model=plain_fc")[0] == "vectorized"
+    assert choice("model=plain_fc", "model.implementation=layers")[0] == "keras"
+    assert choice("model=highway_conv")[0] == "keras"
 
 
 def test_a_gpu_never_gets_the_cpu_kernel(compiled, monkeypatch):

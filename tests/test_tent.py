@@ -67,6 +67,42 @@ def test_the_tent_config_composes_validates_and_loads_three_splits():
     assert ds.num_classes == 2 and ds.num_features == 1 and cfg.batch_size == 50
 
 
+def test_centred_inputs_fill_minus_one_to_one_with_the_same_labels():
+    plain, labels, s = tent.generate(5, 4000, 1, 0.0, generator_seed=4)
+    centred, same_labels, _ = tent.generate(5, 4000, 1, 0.0, generator_seed=4, centred=True)
+    np.testing.assert_array_equal(labels, same_labels)
+    np.testing.assert_allclose(centred, 2.0 * plain - 1.0, atol=1e-6)
+    assert centred.min() < -0.99 and centred.max() > 0.99
+
+
+def best_piecewise_constant_accuracy(k: int, pieces: int) -> float:
+    """Brute force over predictors constant on `pieces` intervals with change points on a
+    grid 4x finer than the label's intervals: the best share of [0, 1] they label right."""
+    grid = 2 ** (k + 2)
+    labels = (tent.tent((np.arange(grid) + 0.5) / grid, k) >= 0.5).astype(int)
+    # Dynamic programme over the cells: (changes so far, current label) -> most cells right.
+    right = {(0, 0): 0, (0, 1): 0}  # (changes, current label) -> cells right so far
+    for cell in range(grid):
+        step = {}
+        for (changes, label), score in right.items():
+            for new in (label, 1 - label):
+                c = changes + (new != label and cell > 0)
+                if c <= pieces - 1:
+                    key = (c, new)
+                    step[key] = max(step.get(key, -1), score + (labels[cell] == new))
+        right = step
+    return max(right.values()) / grid
+
+
+@pytest.mark.parametrize("width, k", [(2, 3), (4, 4), (6, 5), (16, 6)])
+def test_no_shallow_net_of_that_width_beats_the_bound(width, k):
+    """A width-W shallow net's prediction is constant on at most W + 2 intervals; the best
+    such predictor (searched exhaustively) reaches the bound and no more."""
+    best = best_piecewise_constant_accuracy(k, width + 2)
+    assert best <= tent.shallow_bound(width, k) + 1e-12
+    assert best >= tent.shallow_bound(width, k) - 2 ** -(k + 1)  # the bound is nearly tight
+
+
 @pytest.mark.parametrize("override, message", [
     ("data.noise=0.5", "data.noise=0.5 is not allowed"),
     ("data.k=0", "data.k=0 is not allowed"),

@@ -11,8 +11,15 @@ log2(50) ~ 5.6 puts the task out of a shallow net's reach but not of a deep one'
 The one informative number s ~ U[0, 1] is hidden among `num_features - 1` uniform noise
 features by a fixed random rotation (from `generator_seed`), then mapped back into
 [0, 1]: the network has to find the direction first, as a layer of a real net would.
-`noise` flips that share of the labels. Since t^k maps U[0, 1] onto U[0, 1], the classes
-are balanced.
+`noise` flips that share of the labels; `centred` moves the inputs to [-1, 1]. Since t^k
+maps U[0, 1] onto U[0, 1], the classes are balanced.
+
+Depth separation at width W (the bound `shallow_bound`): a net with one hidden ReLU layer
+of W units on one input computes a logit difference that is piecewise linear with at most
+W + 1 pieces, so its prediction changes sign at most W + 1 times and is constant on at
+most W + 2 intervals. The labels alternate on 2^k intervals of length 2^-k, so on any
+interval the two classes differ by at most 2^-k in length: such a net is right on at most
+1/2 + (W + 2) / 2^(k+1) of the inputs. A deep net of width >= 2 and depth >= k is exact.
 """
 
 from __future__ import annotations
@@ -35,9 +42,13 @@ def rotation(features: int, generator_seed: int) -> np.ndarray:
     return q * np.sign(np.diag(r))  # a uniformly random rotation, not QR's sign convention
 
 
-def generate(k: int, examples: int, features: int, noise: float,
-             generator_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(x in [0, 1]^features, labels, s): the same arrays for the same arguments."""
+def generate(k: int, examples: int, features: int, noise: float, generator_seed: int,
+             centred: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, labels, s): the same arrays for the same arguments.
+
+    x is in [0, 1]^features, or in [-1, 1]^features around 0 when `centred` (where a
+    layer's kinks, spread over [-1, 1], can cut the input's range: model.kinks=spread).
+    """
     rng = np.random.default_rng([generator_seed, 0])
     s = rng.uniform(0.0, 1.0, examples)
     labels = (tent(s, k) >= 0.5).astype(np.int32)
@@ -46,11 +57,17 @@ def generate(k: int, examples: int, features: int, noise: float,
     hidden = np.column_stack([s, rng.uniform(0.0, 1.0, (examples, features - 1))])
     # Centred coordinates, rotated, then scaled back into [0, 1] (|rotated| <= sqrt(f) / 2).
     rotated = (hidden - 0.5) @ rotation(features, generator_seed).T
-    x = rotated / np.sqrt(features) + 0.5
+    x = 2.0 * rotated / np.sqrt(features) if centred else rotated / np.sqrt(features) + 0.5
     return x.astype(np.float32), labels, s
+
+
+def shallow_bound(width: int, k: int) -> float:
+    """The highest accuracy a one-hidden-layer ReLU net of `width` units can reach on the
+    noiseless task with the number alone (see the module's docstring), capped at 1."""
+    return min(1.0, 0.5 + (width + 2) / 2 ** (k + 1))
 
 
 def load(cfg, seed: int) -> Dataset:
     x, y, _ = generate(cfg.k, cfg.num_examples, cfg.num_features, cfg.noise,
-                       cfg.generator_seed)
+                       cfg.generator_seed, cfg.get("centred", False))
     return three_way(x, y, cfg, seed, 2, None)

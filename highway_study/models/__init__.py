@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 
 from highway_study import catalog
+from highway_study.models.common import spread_kinks
 from highway_study.models.probes import count_params, gate_activity, gate_index, gate_layers
 
 __all__ = ["build_model", "count_params", "gate_activity", "gate_index", "gate_layers"]
@@ -23,4 +24,7 @@ def build_model(cfg, num_features: int, num_classes: int, image_shape=None):
     if not spec.builder:
         raise ValueError(f"model={cfg.model.name!r} is not in highway_study.catalog.")
     builder = importlib.import_module(f"highway_study.models.{spec.builder}")
-    return builder.build(cfg, num_features, num_classes, image_shape)
+    model = builder.build(cfg, num_features, num_classes, image_shape)
+    if cfg.model.get("kinks", "bias_init") == "spread":
+        spread_kinks(model.get_layer("input_projection"))
+    return model

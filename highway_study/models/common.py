@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import keras
+from keras import ops
 
 
 def kernel_initializer(model_cfg):
@@ -39,6 +40,18 @@ def classifier(num_classes: int, args: dict):
 def input_projection(width: int, args: dict):
     """The dense layer from the input features to `width` units."""
     return keras.layers.Dense(width, name="input_projection", **args)
+
+
+def spread_kinks(projection) -> None:
+    """Start each unit's ReLU kink w.x + b = 0 at its own uniform random point of [-1, 1]^f.
+
+    With one input feature and equal biases every kink would sit at one point, so the first
+    layer starts linear on the input range (model.kinks in highway_study/config.py). The
+    points are drawn like the weights: unseeded, made repeatable by keras.utils.set_random_seed.
+    """
+    kernel, bias = projection.get_weights()
+    points = keras.initializers.RandomUniform(-1.0, 1.0)(kernel.shape)  # one column per unit
+    projection.set_weights([kernel, -ops.sum(kernel * points, axis=0)])
 
 
 def sequential(layers: list, name: str) -> keras.Sequential:

@@ -10,10 +10,18 @@ from highway_study.nn.base import ShapeKeepingLayer
 
 @keras.saving.register_keras_serializable(package="highway_study")
 class ResidualDense(ShapeKeepingLayer):
-    """y = x + activation(x W + b): a highway layer whose gate is stuck at T = C = 1.
+    """y = x + branch_scale * activation(x W + b): a highway layer whose gates are stuck open.
 
-    Its width is the width of its input.
+    Its width is the width of its input. A branch_scale below 1 keeps the activations of a
+    deep stack from growing with depth (unscaled, they diverge within steps).
     """
+
+    def __init__(self, branch_scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.branch_scale = float(branch_scale)
+
+    def get_config(self):
+        return dict(super().get_config(), branch_scale=self.branch_scale)
 
     def build(self, input_shape):
         width = int(input_shape[-1])
@@ -23,4 +31,4 @@ class ResidualDense(ShapeKeepingLayer):
                                     initializer=self.bias_initializer)
 
     def call(self, x):
-        return x + self.activation(ops.matmul(x, self.kernel) + self.bias)
+        return x + self.branch_scale * self.activation(ops.matmul(x, self.kernel) + self.bias)

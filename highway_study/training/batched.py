@@ -42,6 +42,19 @@ def default_groups(members: int, depth: int) -> int:
     return max(per_core, -(-members // MEMBERS_PER_GROUP))
 
 
+def member_losses(logits, ys, mean_loss: bool):
+    """Each member's cross-entropy on its batch (logits [members, batch, classes])."""
+    losses = tf.reduce_sum(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ys, logits=logits), axis=1)
+    return losses / tf.cast(tf.shape(ys)[1], losses.dtype) if mean_loss else losses
+
+
+def member_correct(logits, ys):
+    """Each member's count of right answers on its batch."""
+    return tf.reduce_sum(tf.cast(
+        tf.argmax(logits, axis=-1, output_type=ys.dtype) == ys, tf.float32), axis=1)
+
+
 def _member_shape(name: str, keras_shape) -> tuple:
     """A member's slice of the stacked weight `name`: the bias axes of length 1 broadcast
     over the batch."""
@@ -144,16 +157,12 @@ class StackedHighway:
         for group, x, y in zip(self.groups, xs, ys):
             with tf.GradientTape() as tape:
                 logits = self.forward(group, x, training=True)
-                xent = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-                loss = tf.reduce_sum(xent, axis=1)
-                if self.mean_loss:
-                    loss = loss / tf.cast(tf.shape(y)[1], loss.dtype)
+                loss = member_losses(logits, y, self.mean_loss)
                 total = tf.reduce_sum(loss)  # members' gradients stay their own
             grads = tape.gradient(total, group.variables)
             group.apply(grads, tf.math.is_finite(loss), step)
             losses.append(loss)
-            correct.append(tf.reduce_sum(tf.cast(
-                tf.argmax(logits, axis=-1, output_type=y.dtype) == y, tf.float32), axis=1))
+            correct.append(member_correct(logits, y))
         return tf.concat(losses, 0), tf.concat(correct, 0)
 
     def step(self, xs: list, ys: list, step: int = 0):

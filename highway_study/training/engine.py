@@ -38,6 +38,7 @@ from highway_study.training.batched import StackedHighway, default_groups
 from highway_study.training.curve import StepRecorder, resume_points, summary_fields
 from highway_study.training.curve import val_subset_size
 from highway_study.training.keras_members import KerasMembers
+from highway_study.training.vectorized_members import VectorizedMembers, vectorizable
 from highway_study.training.progress import RunProgress
 from highway_study.training.stack_choice import choose_kernel
 from highway_study.training.tensorboard import TensorBoardEpochs, TensorBoardPoints
@@ -122,12 +123,16 @@ def train_members(configs, run_dirs, should_stop: Callable[[], bool] | None = No
         raise ValueError("a population's members must share their shape (see MEMBER_KEYS).")
     kernel, why = choose_kernel(first)  # first: `scan_native` where it cannot run ends here
     _load_data(members)
-    models, states, params = _build(members, keep=kernel == "keras")
+    models, states, params = _build(members, keep=kernel in ("keras", "vectorized"))
+    if kernel == "vectorized" and not vectorizable(models[0]):
+        kernel, why = "keras", f"model={first.model.name} holds state besides its weights"
     start_epoch, step = _resume(members, states)
     train_size = len(members[0].dataset.x_train)
     steps_total = total_steps(first, train_size)
     if kernel == "keras":
         engine = KerasMembers(configs, models, states, steps_total)
+    elif kernel == "vectorized":
+        engine = VectorizedMembers(configs, models, states, steps_total)
     else:
         engine = StackedHighway(configs, states, groups or default_groups(len(members),
                                                                           first.depth),

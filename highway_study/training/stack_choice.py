@@ -6,8 +6,11 @@
   else XLA (nn.fast_stack);
 - `scan_xla`, `scan_native`: one of the two, always (`scan_native` fails in one sentence
   where the kernel cannot run);
-- `layers`, `scan_autodiff`, and every model other than highway_fc: one Keras model per
-  member (training.keras_members).
+- any other dense model (plain, residual, shallow, softmax, one added to the catalog): its
+  Keras model's graph vectorized over the members (training.vectorized_members), unless
+  `layers` asks for the reference;
+- `layers`, `scan_autodiff`, and conv models: one Keras model per member
+  (training.keras_members).
 Both stacked kernels give a member's numbers up to float rounding; which one ran is written
 into summary.json (`engine`), because rounding differences grow over thousands of steps.
 """
@@ -25,11 +28,15 @@ STACKED = ("scan", "scan_xla", "scan_native")
 
 
 def choose_kernel(cfg) -> tuple[str, str]:
-    """("native" | "xla" | "keras", why) for this configuration on this machine."""
+    """("native" | "xla" | "vectorized" | "keras", why) for this configuration here."""
     implementation = cfg.model.get("implementation", "scan")
     spec = catalog.spec(cfg.model.name)
-    if not (spec.family == "highway" and spec.layout == "dense"):
+    if spec.layout != "dense":
         return "keras", f"model={cfg.model.name} trains as one Keras model per member"
+    if spec.family != "highway":
+        if implementation == "layers":
+            return "keras", "model.implementation=layers"
+        return "vectorized", f"model={cfg.model.name}: its Keras graph over the members"
     if implementation not in STACKED:
         return "keras", f"model.implementation={implementation}"
     if implementation == "scan_xla":
