@@ -49,7 +49,7 @@ def analyse(folders, out: Path, args, optuna=None) -> str:
     """Collect, draw, write; return the one line that tells where everything went. `optuna`:
     the (name, trials table) of a study already loaded, instead of the one --study names."""
     from analysis import plots, report, tables  # heavy imports only after the checks
-    from analysis import needs_depth_report, paper_fig1
+    from analysis import depth_task_report, needs_depth_report, paper_fig1
 
     names = _studies(args) if args.optuna and optuna is None else []
     if len(names) > 1:
@@ -82,6 +82,9 @@ def analyse(folders, out: Path, args, optuna=None) -> str:
         drawers.update(needs_depth_report.drawers(study))
         if study.warning:
             print(f"warning: --compare {study.other_name}: {study.warning}", file=sys.stderr)
+    depth_task = depth_task_report.prepare(collection)  # None without depth-task runs
+    if depth_task is not None:
+        drawers.update(depth_task_report.drawers(depth_task))
     figure1 = paper_fig1.prepare(collection)  # None without the paper's Figure 1 trials
     if figure1 is not None and not figure1.best.empty:
         drawers[paper_fig1.FIGURE] = lambda: paper_fig1.draw(figure1)
@@ -110,6 +113,9 @@ def analyse(folders, out: Path, args, optuna=None) -> str:
     if study is not None:
         needs_depth_report.write(study, figures, out)
         section = f", {out / needs_depth_report.SECTION_FILE}"
+    if depth_task is not None:
+        depth_task_report.write(depth_task, figures, out)
+        section += f", {out / depth_task_report.SECTION_FILE}"
     if figure1 is not None:
         paper_fig1.write(figure1, figures, out)
         section += f", {out / paper_fig1.SECTION_FILE}"

@@ -42,8 +42,11 @@ COMMANDS = {
 
 
 def task_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs on the needs-depth task (a collection may hold other data too)."""
-    return runs[runs["data"].astype(str) == TASK]
+    """The runs on the first edition's needs-depth task (tent with inputs in [0, 1]; the
+    depth task's centred runs are analysis.depth_task's)."""
+    from analysis.depth_task import is_task
+
+    return runs[(runs["data"].astype(str) == TASK) & ~is_task(runs)]
 
 
 def family_runs(runs: pd.DataFrame, family: str) -> pd.DataFrame:

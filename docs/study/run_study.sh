@@ -106,6 +106,16 @@ step needs_depth_shallow $PY -m highway_study experiment=needs_depth_shallow $PA
 step needs_depth_baselines $PY -m highway_study experiment=needs_depth_baselines $PAR
 step needs_depth $PY -m highway_study experiment=needs_depth depth=1,2,5,10,20,50,100,200 $POP
 
+# 5b. The depth task (docs/study/depth_task.md), the third edition's test of the finding:
+#    tent k=4, centred, width 8 (no shallow net of that width passes 81.25%), 10 seeds per
+#    cell, 3 learning rates; each family with the same budget of settings, populations.
+step depth_task_shallow $PY -m highway_study experiment=depth_task_shallow $POP
+step depth_task_softmax $PY -m highway_study experiment=depth_task_softmax $POP
+step depth_task $PY -m highway_study experiment=depth_task $POP
+step depth_task_plain $PY -m highway_study experiment=depth_task_plain $POP
+step depth_task_residual $PY -m highway_study experiment=depth_task_residual $POP
+step depth_task_deep $PY -m highway_study experiment=depth_task_deep $POP
+
 # 6. The paper's Figure 1: plain (width 71) and highway (width 50) nets of depth 10, 20, 50
 #    and 100, SGD with momentum, each network's setting chosen by a TPE search of 16 trials
 #    (plain nets, which a population cannot train, as two joblib jobs).

@@ -1,0 +1,168 @@
+"""The depth task's section (depth_task.md, also appended to report.md), tables and figure.
+
+Written whenever the runs analysed hold depth-task runs (tent with centred inputs), so that
+`python -m analysis outputs/experiments/depth_task*` answers the section's questions with
+no flag to remember. A question whose runs are missing says so and names the command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import depth_task as dt
+from analysis.markdown import figure_link, write_section
+
+SECTION_FILE = "depth_task.md"
+FIGURE = "depth_task_success"
+COMMAND = "python -m highway_study experiment={}"
+
+
+@dataclass
+class Study:
+    runs: pd.DataFrame
+    gates: pd.DataFrame
+    lesions: pd.DataFrame
+    setup: dict
+
+    @property
+    def cells(self) -> pd.DataFrame:
+        return dt.cells(self.runs, self.setup["mark"])
+
+
+def prepare(collection) -> Study | None:
+    """The depth-task runs of the collection, or None when it holds none."""
+    if collection is None:
+        return None
+    runs = collection.runs[dt.is_task(collection.runs)]
+    if runs.empty:
+        return None
+    keep = set(runs["run"])
+    return Study(runs, collection.gates[collection.gates["run"].isin(keep)],
+                 collection.lesions[collection.lesions["run"].isin(keep)], dt.task_setup(runs))
+
+
+def drawers(study: Study) -> dict:
+    return {FIGURE: lambda: draw(study)}
+
+
+def draw(study: Study):
+    """Share of seeds beating the shallow bound, with Wilson intervals, against depth: each
+    family at the setting it scores best with on validation data, one-hidden-layer nets of
+    each width as points at depth 1."""
+    from analysis.plots import plt, sns
+
+    picked = dt.best(study.cells)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colors = dict(zip(dt.KNOBS, sns.color_palette("colorblind", len(dt.KNOBS))))
+    for family, group in picked.groupby("family"):
+        group = group.sort_values("width" if family == "shallow" else "depth")
+        x = group["depth"].clip(lower=1).astype(float)
+        errors = [(100 * (group["rate"] - group["low"])).clip(lower=0),
+                  (100 * (group["high"] - group["rate"])).clip(lower=0)]
+        if family == "shallow":
+            for (_, row), low, high in zip(group.iterrows(), *errors):
+                ax.errorbar([1.0], [100 * row["rate"]], yerr=[[low], [high]], fmt="s",
+                            color=colors[family], capsize=3, alpha=0.8)
+                ax.annotate(f"{int(row['width'])} units", (1.0, 100 * row["rate"]),
+                            textcoords="offset points", xytext=(6, -3), fontsize=7)
+            continue
+        ax.errorbar(x, 100 * group["rate"], yerr=errors, marker="o", capsize=3,
+                    color=colors[family], label=family)
+    ax.errorbar([], [], fmt="s", color=colors["shallow"], label="one hidden layer (width)")
+    ax.set_xscale("log")
+    depths = sorted(int(d) for d in picked["depth"].dropna().unique() if d >= 1)
+    ax.set_xticks(depths, [str(d) for d in depths])
+    ax.minorticks_off()
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("depth (hidden layers of width %d)" % study.setup["width"])
+    ax.set_ylabel("seeds beating the shallow bound (%)")
+    ax.set_title(f"tent k={study.setup['k']}: share of seeds above "
+                 f"{100 * study.setup['mark']:.1f}% test accuracy (95% intervals)")
+    ax.legend(fontsize=8, loc="center right")
+    return fig
+
+
+def write(study: Study, figures: dict, out: Path) -> str:
+    """Write the section and its tables into `out`; return the section's text."""
+    cells = study.cells
+    picked = dt.best(cells)
+    cells.to_csv(out / "depth_task_cells.csv", index=False)
+    picked.to_csv(out / "depth_task_best.csv", index=False)
+    lesion = dt.lesion_depth(study.runs, study.lesions, study.setup["mark"])
+    lesion.to_csv(out / "depth_task_lesions.csv", index=False)
+    gates = dt.gate_use(study.runs, study.gates, study.setup["mark"])
+    gates.to_csv(out / "depth_task_gates.csv", index=False)
+    setup = study.setup
+    text = [
+        "## The depth task\n",
+        f"tent k={setup['k']} with the number alone, centred; deep nets of width "
+        f"{setup['width']}. No one-hidden-layer net of width {setup['width']} can pass "
+        f"{100 * setup['bound']:.2f}% (tent.shallow_bound); a run *beats the bound* when "
+        f"its test accuracy passes {dt.as_percent(setup['mark'])} (the bound plus three "
+        f"standard errors of a {setup['test_size']}-example test set). Tables: "
+        "depth_task_cells.csv (every cell), depth_task_best.csv (each family's setting per "
+        "depth, picked on validation accuracy), depth_task_lesions.csv, depth_task_gates.csv.\n",
+        figure_link(figures, FIGURE, "Seeds beating the shallow bound, per family and depth"),
+        "\n### Each family at its best setting (picked on validation)\n",
+        _best_table(picked),
+        "\n### The 1000-layer question\n",
+        _deep_text(cells, picked),
+        "\n### Is the depth used? (lesions of the highway runs that beat the bound)\n",
+        _lesion_table(lesion),
+    ]
+    return write_section(out, SECTION_FILE, "\n".join(text))
+
+
+def _setting(row) -> str:
+    knobs = [f"{k.split('.')[-1]} {row[k]:g}" if isinstance(row[k], float) else
+             f"{k.split('.')[-1]} {row[k]}" for k in dt.KNOBS[row["family"]] if k in row]
+    return ", ".join(knobs + [f"rate {row[dt.LR]:g}"])
+
+
+def _best_table(picked: pd.DataFrame) -> str:
+    lines = ["| family | depth | setting | seeds | beat the bound | 95% interval | "
+             "test accuracy |", "|---|---|---|---|---|---|---|"]
+    for _, row in picked.iterrows():
+        lines.append(
+            f"| {row['family']} | {row['depth']} | {_setting(row)} | {row['runs']} | "
+            f"{row['beat']} of {row['runs']} | {100 * row['low']:.0f}-{100 * row['high']:.0f}% "
+            f"| {100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def _deep_text(cells: pd.DataFrame, picked: pd.DataFrame) -> str:
+    deep = dt.deep_question(cells)
+    if deep.empty:
+        return (f"Not run: `{COMMAND.format('depth_task_deep')}` trains depth "
+                f"{dt.DEEP_DEPTH} at carry biases {', '.join(f'{b:g}' for b in dt.DEEP_BIASES)}.\n")
+    shallow = picked[(picked["family"] == "shallow") & (picked.get("width") == deep_width(cells))]
+    lines = [f"| net | setting | beat the bound | test accuracy |", "|---|---|---|---|"]
+    for _, row in deep.iterrows():
+        lines.append(f"| highway, depth {dt.DEEP_DEPTH} | {_setting(row)} | {row['beat']} of "
+                     f"{row['runs']} | {100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
+    for _, row in shallow.iterrows():
+        lines.append(f"| one hidden layer | {_setting(row)} | {row['beat']} of {row['runs']} | "
+                     f"{100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def deep_width(cells: pd.DataFrame):
+    """The deep nets' width: the shallow width the 1000-layer net is compared with."""
+    widths = cells.loc[cells["family"] == "shallow", "width"] if "width" in cells else []
+    return min(widths) if len(widths) else None
+
+
+def _lesion_table(lesion: pd.DataFrame) -> str:
+    if lesion.empty:
+        return "No highway run beat the bound with lesions recorded.\n"
+    lines = ["| depth | runs | layers needed (mean, most) | largest single-layer cost |",
+             "|---|---|---|---|"]
+    for _, row in lesion.iterrows():
+        lines.append(f"| {int(row['depth'])} | {int(row['runs'])} | "
+                     f"{row['layers_needed_mean']:.1f}, {int(row['layers_needed_max'])} | "
+                     f"{100 * row['largest_drop_mean']:.1f} points |")
+    return "\n".join(lines) + f"\n\nA layer is *needed* when shutting its gate alone costs " \
+        f"{100 * dt.NEEDED_DROP:.0f} points or more.\n"

@@ -1,0 +1,105 @@
+"""The depth task's analysis (tent, centred): fabricated runs with known numbers -> the mark
+from the proven bound, success counts with Wilson intervals, each family's setting picked on
+validation, the 1000-layer question, lesions, and the section that `python -m analysis`
+writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from analysis import depth_task as dt
+from analysis.__main__ import main
+from test_analysis import write_run
+
+BOUND = 0.8125  # tent.shallow_bound(8, 4)
+MARK = BOUND + 3 * math.sqrt(BOUND * (1 - BOUND) / 4000)
+
+
+def task_run(folder, model, depth, bias, seed, test, val, lr, gates=(), lesion=None,
+             **config):
+    """A depth-task record: tent k=4, centred, width 8 unless `config` says otherwise."""
+    write_run(folder, model, depth, bias, seed, [0.5, val], test, gates, lesion=lesion)
+    summary = json.loads((folder / "summary.json").read_text())
+    cfg = summary["config"]
+    cfg["data"].update(name="tent", k=4, centred=True, test_size=4000)
+    cfg["optimizer"]["learning_rate"] = lr
+    cfg["width"] = 8
+    for key, value in config.items():
+        section, _, name = key.rpartition(".")
+        (cfg[section] if section else cfg)[name] = value
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def fabricate(root):
+    n = 0
+
+    def run(*args, **kwargs):
+        nonlocal n
+        n += 1
+        task_run(root / f"r{n}", *args, **kwargs)
+
+    lesion = [{"layer": 0, "val_accuracy": 0.60}, {"layer": 1, "val_accuracy": 0.93},
+              {"layer": 2, "val_accuracy": 0.80}]
+    for seed in range(10):  # highway depth 5: -2 at 0.003 beats in 7 of 10 seeds
+        win = seed < 7
+        run("highway_fc", 5, -2, seed, 0.96 if win else 0.55, 0.95 if win else 0.56, 0.003,
+            gates=[0.3] * 5, lesion=lesion if win else None)
+        run("highway_fc", 5, -2, seed, 0.97, 0.70, 0.01)   # better test, worse validation
+        run("highway_fc", 5, -20, seed, 0.55, 0.55, 0.003, gates=[1e-9] * 5)
+        run("highway_fc", 1000, -20, seed, 0.56, 0.56, 0.003, gates=[1e-9] * 1000)
+        run("residual_fc", 5, -2, seed, 0.60, 0.61, 0.003, **{"model.branch_scale": 0.2})
+        run("shallow", 1, -2, seed, 0.60, 0.60, 0.01, **{"model.kinks": "spread"})
+        run("shallow", 1, -2, seed, 0.97, 0.97, 0.01, width=64, **{"model.kinks": "spread"})
+        run("shallow", 1, -2, seed, 0.58, 0.58, 0.01, **{"model.kinks": "bias_init"})
+    run("highway_fc", 5, -2, 0, 0.95, 0.95, 0.003, **{"data.centred": False})  # old task
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("depth_task")
+    fabricate(root / "runs")
+    assert main([str(root / "runs"), "--out", str(root / "out")]) == 0
+    return root / "out"
+
+
+def test_the_wilson_interval_of_none_and_all_of_ten():
+    assert dt.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert dt.wilson(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    low, high = dt.wilson(7, 10)
+    assert low < 0.7 < high
+
+
+def test_cells_count_the_seeds_above_the_bound_and_skip_the_old_task(analysed):
+    cells = pd.read_csv(analysed / "depth_task_cells.csv")
+    cell = cells[(cells["family"] == "highway") & (cells["depth"] == 5)
+                 & (cells["carry_bias"] == -2) & (cells[dt.LR] == 0.003)].iloc[0]
+    assert (cell["runs"], cell["beat"]) == (10, 7)  # the uncentred run is not counted
+    assert (cell["low"], cell["high"]) == pytest.approx(dt.wilson(7, 10))
+    assert cells["beat"].sum() == 7 + 10 + 10  # lr 0.01 at 0.97, shallow width 64
+    runs = pd.read_csv(analysed / "runs.csv")
+    assert (runs["test_accuracy"] > MARK).sum() == 28  # the old run too, outside the cells
+
+
+def test_each_family_is_picked_on_validation_and_reported_on_test(analysed):
+    best = pd.read_csv(analysed / "depth_task_best.csv")
+    highway = best[(best["family"] == "highway") & (best["depth"] == 5)].iloc[0]
+    assert (highway["carry_bias"], highway[dt.LR], highway["beat"]) == (-2, 0.003, 7)
+    shallow = best[best["family"] == "shallow"].set_index("width")
+    assert shallow.loc[8, "beat"] == 0 and shallow.loc[64, "beat"] == 10
+    assert shallow.loc[8, "model.kinks"] == "spread"  # 60% on validation against 58%
+
+
+def test_the_section_answers_the_deep_question_and_the_lesions(analysed):
+    text = (analysed / "depth_task.md").read_text()
+    assert f"pass {100 * BOUND:.2f}%" in text and f"passes {100 * MARK:.1f}%" in text
+    assert "| highway, depth 1000 | carry_bias -20, rate 0.003 | 0 of 10 | 56.0 ± 0.0% |" in text
+    assert "| one hidden layer | width 8, kinks spread, rate 0.01 | 0 of 10 |" in text
+    lesions = pd.read_csv(analysed / "depth_task_lesions.csv").iloc[0]
+    # Against final validation 0.95: layer 0 costs 35 points, layer 2 15, layer 1 2.
+    assert (lesions["depth"], lesions["runs"], lesions["layers_needed_max"]) == (5, 7, 2)
+    assert (analysed / "figures" / "depth_task_success.png").stat().st_size > 10_000
+    assert "## The depth task" in (analysed / "report.md").read_text()
