@@ -192,13 +192,16 @@ def gates_by_depth(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def gate_profile(runs: pd.DataFrame, gates: pd.DataFrame) -> pd.DataFrame:
-    """Final mean transform gate per layer of every completed highway run, with its depth
-    and its cell's verdict ("learns" / "does not learn"): the figure's data."""
+    """Final mean transform gate per layer of the completed highway runs of the cells where
+    some seeds reach the mark and others do not, grouped by each run's own result ("learns"
+    / "does not learn"): the figure's data. Comparing runs within the same cells keeps the
+    carry bias out of the comparison (across cells, the non-learners are mostly the most
+    negative biases, whose gates are shut from the start)."""
     highway = family_runs(runs, "highway")
     highway = highway[highway["status"] == "completed"]
-    cells = grid(runs)[["depth", "carry_bias", "learns"]]
-    keys = highway.merge(cells, on=["depth", "carry_bias"])[["run", "depth", "learns"]]
-    keys = keys[keys["learns"].notna()]
+    highway = highway.assign(learns=highway["test_accuracy"] >= LEARNS)
+    mixed = highway.groupby(["depth", "carry_bias"])["learns"].transform("nunique") == 2
+    keys = highway[mixed][["run", "depth", "learns"]]
     profile = gates.merge(keys, on="run")
     profile["group"] = profile["learns"].map({True: "learns", False: "does not learn"})
     return profile

@@ -44,8 +44,8 @@ def heatmaps(panels: list[tuple[str, pd.DataFrame]]) -> plt.Figure:
 
 
 def gate_profiles(profile: pd.DataFrame, max_panels: int = 4) -> plt.Figure:
-    """Mean transform gate T per layer at the end of training, cells that learn against
-    cells that do not, one panel per depth; log scale, so gates shut near sigmoid(-20) show
+    """Mean transform gate T per layer at the end of training, runs that learn against runs
+    of the same cells that do not (needs_depth.gate_profile), one panel per depth; log scale, so gates shut near sigmoid(-20) show
     beside open ones. Median over runs with the band of their middle half: on a log scale
     a mean is the largest value's and mean - sd falls below zero."""
     both = profile.groupby("depth")["group"].nunique()
@@ -64,10 +64,10 @@ def gate_profiles(profile: pd.DataFrame, max_panels: int = 4) -> plt.Figure:
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=f"depth {depth}", xlabel="layer", ylabel="mean transform gate T")
-    axes.flat[0].legend(title=f"cell (dashed: T = {record.USED_GATE:g}, the least a used layer has)",
+    axes.flat[0].legend(title=f"run (dashed: T = {record.USED_GATE:g}, the least a used layer has)",
                         fontsize="small", title_fontsize="small")
-    fig.suptitle("Transform gates at the end of training: cells that learn the task vs not "
-                 "(median over runs, band: their middle half)")
+    fig.suptitle("Transform gates at the end of training: runs that learn the task vs runs of "
+                 "the same cells that do not (median, band: middle half)")
     return fig
 
 

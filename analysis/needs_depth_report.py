@@ -366,7 +366,9 @@ def _beside(study: Study) -> bool:
 
 
 def _other_title(study: Study) -> str:
-    return f"{_other_data(study)} ({Path(study.other_name).name})"
+    """The panel pools the highway runs of every --compare source: name them all."""
+    sources = ", ".join(Path(s).name for s in study.other_name.split())
+    return f"{_other_data(study)}: highway runs of {sources}"
 
 
 def _other_data(study: Study) -> str:

@@ -250,6 +250,7 @@ def grid_panel(ax, panel, value, label, mark, scale: dict, colorbar=None) -> Non
                     cbar_kws={"label": colorbar}, annot_kws={"fontsize": fontsize},
                     linewidths=0.5, linecolor="white", **scale)
     _mark_cells(ax, panel, grid, fontsize)
+    _mark_not_run(ax, panel, grid, fontsize)
     ax.set_xticklabels([f"{b:g}" for b in grid.columns])
     ax.set(ylabel="depth (layers)", xlabel="carry_bias (initial b_T)")
 
@@ -259,6 +260,16 @@ def _family_order(model) -> tuple:
     family = catalog.family(model)
     rank = catalog.FAMILIES.index(family) if family in catalog.FAMILIES else len(catalog.FAMILIES)
     return rank, str(model)
+
+
+def _mark_not_run(ax, panel, grid, fontsize) -> None:
+    """Name the cells of the grid that no run filled, so a blank never reads as a result."""
+    ran = set(zip(panel["depth"], panel["carry_bias"]))
+    for i, depth in enumerate(grid.index):
+        for j, bias in enumerate(grid.columns):
+            if (depth, bias) not in ran:
+                ax.text(j + 0.5, i + 0.5, "not run", ha="center", va="center",
+                        fontsize=fontsize, color="0.45")
 
 
 def _mark_cells(ax, panel, grid, fontsize) -> None:

@@ -353,3 +353,33 @@ def test_compare_with_residual_nets_alone_still_answers(analysed, tmp_path):
     assert "holds no fully connected highway runs" in section
     table = pd.read_csv(tmp_path / "needs_depth_families_compared.csv").set_index("depth")
     assert table.loc[2, "residual_mean"] == pytest.approx(0.95)
+
+
+def test_the_gate_figure_compares_runs_within_the_same_cells(analysed):
+    """Only cells with seeds on both sides of the mark enter, each run grouped by its own
+    result: the carry bias is the same on both sides."""
+    folders, _, _ = analysed
+    collection = collect([folders["needs_depth"]])
+    profile = nd.gate_profile(collection.runs, collection.gates)
+    runs = collection.runs.set_index("run")
+    cells = set(zip(runs.loc[profile["run"], "depth"], runs.loc[profile["run"], "carry_bias"]))
+    assert cells == {(10, -2.0)}  # 80% and 74%: the one cell whose seeds disagree
+    assert set(profile.groupby("run")["group"].first()) == {"learns", "does not learn"}
+
+
+def test_grid_cells_no_run_filled_say_not_run_and_the_compared_panel_names_its_sources():
+    from analysis import needs_depth_report, plots
+
+    cells = pd.DataFrame({"depth": [2, 2, 10], "carry_bias": [-1.0, -2.0, -1.0],
+                          "mean": [0.9, 0.8, 0.7], "sd": [0.0] * 3, "n": [1] * 3,
+                          "completed": [1] * 3, "diverged": [0] * 3})
+    fig, ax = plots.plt.subplots()
+    plots.grid_panel(ax, cells, lambda c: c["mean"], lambda c: "x", lambda c: None,
+                     dict(vmin=0, vmax=1))
+    assert [t.get_text() for t in ax.texts].count("not run") == 1  # depth 10 at -2
+    plots.plt.close(fig)
+    study = needs_depth_report.Study(pd.DataFrame(), pd.DataFrame(),
+                                     other=pd.DataFrame({"data": ["mnist"]}),
+                                     other_name="out/blog_depth_bias out/mnist_residual")
+    assert needs_depth_report._other_title(study) == (
+        "mnist: highway runs of blog_depth_bias, mnist_residual")
