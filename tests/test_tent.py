@@ -65,6 +65,7 @@ def test_the_tent_config_composes_validates_and_loads_three_splits():
     ds = data.load(cfg.data, seed=0)
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (2100, 300, 600)
     assert ds.num_classes == 2 and ds.num_features == 1 and cfg.batch_size == 50
+    assert ds.source == "generated in memory (tent k=4, generator_seed=0)"  # logged, recorded
 
 
 def test_centred_inputs_fill_minus_one_to_one_with_the_same_labels():

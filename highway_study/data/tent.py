@@ -70,4 +70,5 @@ def shallow_bound(width: int, k: int) -> float:
 def load(cfg, seed: int) -> Dataset:
     x, y, _ = generate(cfg.k, cfg.num_examples, cfg.num_features, cfg.noise,
                        cfg.generator_seed, cfg.get("centred", False))
-    return three_way(x, y, cfg, seed, 2, None)
+    return three_way(x, y, cfg, seed, 2, None,
+                     f"generated in memory (tent k={cfg.k}, generator_seed={cfg.generator_seed})")
