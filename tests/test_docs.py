@@ -397,3 +397,36 @@ def test_run_study_notes_that_a_step_is_alive_while_it_runs_and_stops_noting_aft
     assert int(lines[0].split()[1]) <= alive[0] <= alive[-1] <= int(lines[-1].split()[1])
     time.sleep(1.5)
     assert times_file.read_text().splitlines() == lines  # the heartbeat ended with the step
+
+
+def analysis_figure_names() -> set[str]:
+    """Every figure name the analysis can write, read from its code: drawer keys, FIGURE
+    constants and the needs-depth FIGURES (a per-objective Optuna figure by its stem)."""
+    import re
+
+    from analysis import needs_depth_report
+
+    names = set(needs_depth_report.FIGURES.values())
+    for path in (REPO / "analysis").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        names |= set(re.findall(r'(?:drawers|out)\[f?"([a-z0-9_]+?)(?:\{suffix\})?"\]', text))
+        names |= set(re.findall(r'^FIGURE = "([a-z0-9_]+)"', text, re.M))
+        names |= set(re.findall(r'out = \{"([a-z0-9_]+)"', text))
+    return names
+
+
+def test_docs_analysis_lists_every_option_and_every_figure_of_the_code():
+    import re
+
+    from analysis.__main__ import _parser
+
+    doc = (REPO / "docs" / "analysis.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(--[a-z-]+)[^`]*` \|", doc, re.M)
+    options = {o for action in _parser()._actions for o in action.option_strings
+               if o.startswith("--") and o != "--help"}
+    assert sorted(rows) == sorted(options)
+    figures = doc[doc.index("## Figures"):doc.index("## Effective depth")]
+    listed = set(re.findall(r"`([a-z][a-z0-9_]+)`", figures))
+    names = analysis_figure_names()
+    assert {"accuracy_heatmap", "gate_dynamics", "depth_task_success", "optuna"} <= names
+    assert names - listed == set()
