@@ -9,12 +9,12 @@ belong to H, [width:] to the transform gate T). Why it is built this way:
 - TensorFlow cannot differentiate an XLA-compiled loop from outside it ("TensorList
   crossing the XLA/TF boundary"), so the gradient is written by hand (`tf.custom_gradient`):
   the training forward pass keeps each layer's input and pre-activation (3 * width floats
-  per example per layer: 77 MB at depth 1000, batch 128, width 50), and the backward loop
+  per example per layer), and the backward loop
   carries only what is sequential (dx = dpre @ W^T plus the gate's elementwise maths, whose
   derivative a GradientTape takes, so any Keras activation works). The weight gradients of
-  all layers are one batched matmul after the loop, left to TensorFlow (faster than
-  XLA:CPU's). Recomputing the forward pass inside the backward function instead
-  (TensorFlow's autodiff under XLA) measured slower;
+  all layers are one batched matmul after the loop, left to TensorFlow; recomputing the
+  forward pass inside the backward function instead (TensorFlow's autodiff under XLA) is
+  the alternative docs/benchmark.md compares;
 - one XLA loop keeps one core busy, so the batch is cut into `streams` slices, each with
   its own loops, which TensorFlow's executor runs side by side
   (`python -m highway_study.benchmark_stack` compares stream counts);
@@ -34,7 +34,7 @@ import os
 
 import tensorflow as tf
 
-MAX_DEFAULT_STREAMS = 2  # more streams than cores measured slower (docs/benchmark.md)
+MAX_DEFAULT_STREAMS = 2  # more streams than cores: compared in docs/benchmark.md
 
 
 def highway_combine(x, h, t):

@@ -1,8 +1,8 @@
 """The compiled population kernel (native/highway_population.c): built once, cached, loaded.
 
 Why a C kernel: at width 50 a layer is three 50x50x100 matrix products and a few thousand
-elementwise operations per member, which XLA:CPU ran at about 20 GFLOP/s per core in a deep
-population. The C loop takes one member through all its layers on one core, with a
+elementwise operations per member, which XLA:CPU runs far below the machine's matmul rate
+in a deep population (measured in docs/benchmark.md). The C loop takes one member through all its layers on one core, with a
 register-blocked product of its own and the gate maths fused, the next layer's operands
 prefetched and what is read only after the pass written with streaming stores; how much
 faster than XLA, per depth: docs/benchmark.md, "A compiled kernel" and "The kernel tuned".

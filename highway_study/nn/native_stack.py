@@ -95,7 +95,7 @@ def population_stack(x, kernel, bias, activation, training: bool = True):
         if not kept.fresh:
             raise RuntimeError("native stack: a backward pass without its forward pass.")
         kept.fresh = False
-        # The kernel gradient's buffer (420 MB at depth 1000, 21 members) is reused: TensorFlow
+        # The kernel gradient's buffer (depth x members x width x 2 width floats) is reused: TensorFlow
         # takes it without a copy, and a training step's optimizer update has consumed it
         # before the next step's backward pass writes it again. A caller that keeps this op's
         # gradients across steps must copy them.
