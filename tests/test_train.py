@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 
 from compose import compose_config
 from faults import fault
@@ -134,3 +136,15 @@ def test_the_sweep_objective_is_the_metric_the_config_names(tmp_path):
     value = run_job(cfg, tmp_path, multirun=True)
     summary = record.read_summary(tmp_path)
     assert value == summary.test_accuracy != summary.best_val_accuracy
+
+
+@pytest.mark.parametrize("args, text", [
+    ((5000, 0, 14, 360), "5000 steps (epochs 1-14, 360 steps each)"),
+    ((5000, 13, 14, 360), "5000 steps (epoch 14, 360 steps each)"),
+    ((40, 0, 1, 40), "40 steps (1 epoch, 40 steps each)"),
+    ((30, 0, 1, 40), "30 steps (part of one epoch of 40)"),
+])
+def test_the_first_log_line_says_how_long_the_run_is_and_what_this_attempt_trains(args, text):
+    from highway_study.training.engine import schedule_text
+
+    assert schedule_text(*args) == text

@@ -144,10 +144,9 @@ def train_members(configs, run_dirs, should_stop: Callable[[], bool] | None = No
     epochs = first.epochs if first.max_steps is None else math.ceil(
         first.max_steps / steps_per_epoch)
     what = "run" if len(members) == 1 else f"population of {len(members)}"
-    log.info("%s: %s, depth %d, width %d, carry_bias %s, %d parameters; %d steps (%s of %d); "
-             "kernel %s (%s)", what, first.model.name, first.depth, first.width,
-             _biases(members), params, steps_total, _epochs_left(start_epoch, epochs),
-             steps_per_epoch, kernel, why)
+    log.info("%s: %s, depth %d, width %d, carry_bias %s, %d parameters; %s; kernel %s (%s)",
+             what, first.model.name, first.depth, first.width, _biases(members), params,
+             schedule_text(steps_total, start_epoch, epochs, steps_per_epoch), kernel, why)
     for member in members:
         if member.cfg.tensorboard:
             member.tensorboard = TensorBoardEpochs(member.run_dir / "tensorboard")
@@ -324,11 +323,16 @@ def _ended(member) -> bool:
     return bool(checkpoint.latest(member.run_dir)[1].get("trained"))
 
 
-def _epochs_left(start_epoch: int, epochs: int) -> str:
-    """"epoch 3 of 3", "epochs 2-5": what this attempt trains."""
+def schedule_text(steps: int, start_epoch: int, epochs: int, steps_per_epoch: int) -> str:
+    """"5000 steps (epochs 1-14, 360 steps each)", "30 steps (part of one epoch of 40)":
+    the run's length and what this attempt trains."""
+    if steps < steps_per_epoch:
+        return f"{steps} steps (part of one epoch of {steps_per_epoch})"
     if start_epoch + 1 >= epochs:
-        return f"epoch {epochs}" if epochs > 1 else "1 epoch"
-    return f"epochs {start_epoch + 1}-{epochs}"
+        part = f"epoch {epochs}" if epochs > 1 else "1 epoch"
+    else:
+        part = f"epochs {start_epoch + 1}-{epochs}"
+    return f"{steps} steps ({part}, {steps_per_epoch} steps each)"
 
 
 def _biases(members) -> str:
