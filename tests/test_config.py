@@ -124,6 +124,8 @@ HYDRA_ERRORS = [
      "highway_fc, plain_conv, plain_fc, residual_fc, shallow, softmax."),
     ("depth=[1,2", "Invalid config: an override cannot be parsed"),
     ("seed=-1", "Invalid config: seed=-1 is not allowed: use an integer from 0 to 4294967295."),
+    ("depth=2,5", "Invalid config: depth=2,5 gives several values, which only a sweep takes: "
+     "add -m (--multirun), or give one value."),
 ]
 for _override, _message in HYDRA_ERRORS:
     add(f"`{_override}`", f"`python -m highway_study {_override}`",

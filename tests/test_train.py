@@ -5,7 +5,6 @@ import math
 
 import pytest
 
-
 from compose import compose_config
 from faults import fault
 from highway_study import record

@@ -46,6 +46,10 @@ def _composition(error: ConfigCompositionException) -> str:
         kind = re.search(r"could not be converted to (\w+)", detail)
         advice = _TYPES.get(kind.group(1), detail) if kind else detail
         return f"Invalid config: {override.group(1)} is not allowed: {advice.rstrip('.')}."
+    ambiguous = re.match(r"Ambiguous value for argument '([^']+)'", message)
+    if ambiguous:  # a sweep's values without -m: say what Hydra's second line said
+        return (f"Invalid config: {ambiguous.group(1)} gives several values, which only a "
+                f"sweep takes: add -m (--multirun), or give one value.")
     unknown = re.match(r"Could not override '([^']+)'", message)
     if unknown:
         return f"Invalid config: {unknown_key(unknown.group(1))}"
