@@ -18,8 +18,21 @@ The configs are the repository's conf/, installed with the package as highway_st
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
+
+
+def _quiet_tensorflow() -> None:
+    """Before TensorFlow is first imported: hide its C++ start-up INFO and WARNING lines, and
+    on a machine without an NVIDIA driver its CUDA probe's error line too (`failed call to
+    cuInit`), which reads like a fault where there is nothing to find. A value the user set
+    is kept."""
+    driver = os.path.exists("/proc/driver/nvidia") or shutil.which("nvidia-smi")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if driver else "3")
+
+
+_quiet_tensorflow()
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -82,7 +95,6 @@ def _job(cfg, hydra_cfg, run_dir: Path, multirun: bool):
 def cli() -> None:
     """Run `main`, turning Hydra's config errors into one sentence and exit code 2, and a
     single run's failure into one sentence and exit code 1."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     full_report = os.environ.get(FULL_ERROR_ENV) == "1"
     os.environ[FULL_ERROR_ENV] = "1"  # Hydra raises instead of printing its own report
     show_tracebacks(full_report)
