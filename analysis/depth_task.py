@@ -2,7 +2,7 @@
 
 A run *beats the shallow bound* when its test accuracy exceeds, by three standard errors of
 its test set, what no one-hidden-layer ReLU net of the deep nets' width can reach
-(`highway_study.data.tent.shallow_bound`): a verdict proven from the task, not a tuned mark.
+(`highway_study.separation.shallow_bound`): a verdict proven from the task, not a tuned mark.
 Cells report how many of their seeds do so, with a Wilson 95% interval. Each family's
 setting per depth is chosen on mean validation accuracy, and its test numbers reported.
 Pure pandas: no figures, no markdown.
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from highway_study import record
-from highway_study.data.tent import shallow_bound
+from highway_study.separation import shallow_bound
 
 LR = "optimizer.learning_rate"
 # Each family's own knob, swept beside the learning rate at the same budget of settings.

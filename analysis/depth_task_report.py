@@ -100,7 +100,7 @@ def write(study: Study, figures: dict, out: Path) -> str:
         "## The depth task\n",
         f"tent k={setup['k']} with the number alone, centred; deep nets of width "
         f"{setup['width']}. No one-hidden-layer net of width {setup['width']} can pass "
-        f"{100 * setup['bound']:.2f}% (tent.shallow_bound); a run *beats the bound* when "
+        f"{100 * setup['bound']:.2f}% (separation.shallow_bound); a run *beats the bound* when "
         f"its test accuracy passes {dt.as_percent(setup['mark'])} (the bound plus three "
         f"standard errors of a {setup['test_size']}-example test set). Tables: "
         "depth_task_cells.csv (every cell), depth_task_best.csv (each family's setting per "

@@ -37,8 +37,9 @@ INITIALIZERS = (
 )
 
 
-# Models whose first layer is a dense input projection, the layer model.kinks=spread sets.
-SPREAD_KINK_MODELS = ("highway_fc", "plain_fc", "residual_fc", "shallow")
+# Models whose first layer is a dense input projection, the layer model.kinks=spread sets:
+# every dense model but softmax regression.
+SPREAD_KINK_MODELS = tuple(n for n in catalog.names("dense") if catalog.family(n) != "softmax")
 
 
 class ConfigError(ValueError):

@@ -44,7 +44,7 @@ class RecordError(ValueError):
 
 @dataclass
 class Summary:
-    """What summary.json holds (README, "The run record"). Missing values are None."""
+    """What summary.json holds (docs/usage.md, "The run record"). Missing values are None."""
 
     status: str
     config: dict

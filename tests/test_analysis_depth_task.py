@@ -15,7 +15,7 @@ from analysis import depth_task as dt
 from analysis.__main__ import main
 from test_analysis import write_run
 
-BOUND = 0.8125  # tent.shallow_bound(8, 4)
+BOUND = 0.8125  # separation.shallow_bound(8, 4)
 MARK = BOUND + 3 * math.sqrt(BOUND * (1 - BOUND) / 4000)
 
 

@@ -258,7 +258,7 @@ def test_documented_speed_commands_parse(command):
 
 
 @pytest.mark.parametrize("page, section, options", [
-    ("README.md", "## Analysis", "analysis"), ("docs/analysis.md", None, "analysis"),
+    ("docs/usage.md", "## Analysis", "analysis"), ("docs/analysis.md", None, "analysis"),
     ("docs/benchmark.md", None, "speed")])
 def test_every_option_the_pages_name_exists(page, section, options):
     text = (REPO / page).read_text(encoding="utf-8")

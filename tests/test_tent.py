@@ -9,6 +9,7 @@ from compose import compose_config
 from highway_study import data
 from highway_study.config import ConfigError, validate
 from highway_study.data import tent
+from highway_study.separation import shallow_bound
 
 
 def test_examples_have_the_configured_shape_and_stay_in_the_unit_cube():
@@ -100,8 +101,8 @@ def test_no_shallow_net_of_that_width_beats_the_bound(width, k):
     """A width-W shallow net's prediction is constant on at most W + 2 intervals; the best
     such predictor (searched exhaustively) reaches the bound and no more."""
     best = best_piecewise_constant_accuracy(k, width + 2)
-    assert best <= tent.shallow_bound(width, k) + 1e-12
-    assert best >= tent.shallow_bound(width, k) - 2 ** -(k + 1)  # the bound is nearly tight
+    assert best <= shallow_bound(width, k) + 1e-12
+    assert best >= shallow_bound(width, k) - 2 ** -(k + 1)  # the bound is nearly tight
 
 
 @pytest.mark.parametrize("override, message", [

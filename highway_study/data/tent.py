@@ -14,12 +14,13 @@ features by a fixed random rotation (from `generator_seed`), then mapped back in
 `noise` flips that share of the labels; `centred` moves the inputs to [-1, 1]. Since t^k
 maps U[0, 1] onto U[0, 1], the classes are balanced.
 
-Depth separation at width W (the bound `shallow_bound`): a net with one hidden ReLU layer
+Depth separation at width W: a net with one hidden ReLU layer
 of W units on one input computes a logit difference that is piecewise linear with at most
 W + 1 pieces, so its prediction changes sign at most W + 1 times and is constant on at
 most W + 2 intervals. The labels alternate on 2^k intervals of length 2^-k, so on any
 interval the two classes differ by at most 2^-k in length: such a net is right on at most
-1/2 + (W + 2) / 2^(k+1) of the inputs. A deep net of width >= 2 and depth >= k is exact.
+1/2 + (W + 2) / 2^(k+1) of the inputs (highway_study.separation.shallow_bound). A deep net
+of width >= 2 and depth >= k is exact.
 """
 
 from __future__ import annotations
@@ -59,12 +60,6 @@ def generate(k: int, examples: int, features: int, noise: float, generator_seed:
     rotated = (hidden - 0.5) @ rotation(features, generator_seed).T
     x = 2.0 * rotated / np.sqrt(features) if centred else rotated / np.sqrt(features) + 0.5
     return x.astype(np.float32), labels, s
-
-
-def shallow_bound(width: int, k: int) -> float:
-    """The highest accuracy a one-hidden-layer ReLU net of `width` units can reach on the
-    noiseless task with the number alone (see the module's docstring), capped at 1."""
-    return min(1.0, 0.5 + (width + 2) / 2 ** (k + 1))
 
 
 def load(cfg, seed: int) -> Dataset:

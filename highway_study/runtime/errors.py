@@ -1,5 +1,5 @@
 """Errors Hydra raises before our task runs (composing the config, parsing overrides,
-instantiating the sweeper), as the one sentence the README promises for a bad value.
+instantiating the sweeper), as the one sentence docs/usage.md promises for a bad value.
 
 Hydra itself prints such errors over several lines (a traceback for some) and exits 1.
 `__main__` lets them reach it (HYDRA_FULL_ERROR) and prints `describe(error)` instead,
