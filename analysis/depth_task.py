@@ -58,7 +58,8 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
 
 
 def cells(runs: pd.DataFrame, mark: float) -> pd.DataFrame:
-    """One row per (family, depth, knobs, learning rate): runs, diverged, mean and sd of test
+    """One row per (family, depth, knobs, learning rate) of finished runs (completed or
+    diverged; an interrupted run is not a result yet): runs, diverged, mean and sd of test
     accuracy, mean best validation accuracy, runs beating `mark`, its rate and interval."""
     rows = []
     for family, knobs in KNOBS.items():
@@ -67,6 +68,9 @@ def cells(runs: pd.DataFrame, mark: float) -> pd.DataFrame:
             continue
         keys = ["depth", *[k for k in knobs if k in mine], LR]
         for values, group in mine.groupby(keys, dropna=False):
+            group = group[group["status"].isin(["completed", "diverged"])]  # finished runs
+            if group.empty:
+                continue
             done = group[group["status"] == "completed"]
             wins = int((done["test_accuracy"] > mark).sum())
             low, high = wilson(wins, len(group))
