@@ -89,7 +89,9 @@ def test_storage_url_takes_the_password_from_the_environment(monkeypatch, tmp_pa
        "`python -m highway_study hparams_search=highway_optuna` twice",
        "the second proposes new points (the sampler seed is no longer fixed), joining the study")
 def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
-    finish(search(tmp_path, "hydra.sweep.dir=first", trials=3))
+    first = finish(search(tmp_path, "hydra.sweep.dir=first", trials=3))
+    # A fresh search says so, not Optuna's "Using an existing study" (the check made it).
+    assert "a new study in" in first and "Using an existing study" not in first
     db = tmp_path / "outputs" / "optuna.db"
     assert db.exists()  # the default storage, under outputs/
     url = f"sqlite:///{db}"
@@ -99,6 +101,7 @@ def test_sqlite_search_stops_and_resumes_in_the_same_study(tmp_path):
     output = finish(search(tmp_path, "hydra.sweep.dir=second", trials=2))
     assert complete_trials(url, study_name) == 5  # same study, 3 + 2 trials
     assert "sweep progress: 2/2 runs done" in output
+    assert "Using an existing study" in output and "a new study in" not in output
     assert len([p for p in (tmp_path / "second").iterdir() if (p / "summary.json").exists()]) == 2
     points = [tuple(sorted(trial.params.items())) for trial in trials(url, study_name)]
     assert len(set(points)) == 5  # the rerun did not propose the first run's points again

@@ -32,6 +32,7 @@ log = logging.getLogger("highway_study.study")
 
 CONFIG_ATTR = record.STUDY_CONFIG_ATTR
 SPACE_ATTR = "highway_study.search_space"
+OPTUNA_STUDY_LOGGER = "optuna.study.study"  # where Optuna says it reuses a study
 # Keys that only say where data lives, what is logged or how fast the same maths runs:
 # a study may pool trials that differ in them.
 RESULT_NEUTRAL = ("tags", "data.path", "data.download", "tensorboard", "lesion_every",
@@ -144,11 +145,33 @@ def _check_study(config, name: str) -> None:
     if recorded_fixed is None and trials:
         log.warning("Optuna study %r has %d trials from before studies recorded their search; "
                     "assuming they match this one.", name, trials)
+    if recorded_fixed is None and not trials:
+        log.info("Optuna study %r: a new study in %s.", name, where)
+        _quiet_reuse_message(name)
     study.set_user_attr(CONFIG_ATTR, fixed)
     study.set_user_attr(SPACE_ATTR, space)
     metric = config.get("optimized_metric", "best_val_accuracy")
     study.set_user_attr(record.STUDY_OBJECTIVES_ATTR,
                         list(metric) if record.is_list(metric) else [metric])
+
+
+class _FreshStudyFilter(logging.Filter):
+    """Drops Optuna's "Using an existing study with name 'NAME'" for a study this check has
+    just created: the sweeper loads it, and the line would call a new search an old one."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.message = f"Using an existing study with name '{name}'"
+
+    def filter(self, record) -> bool:
+        return not record.getMessage().startswith(self.message)
+
+
+def _quiet_reuse_message(name: str) -> None:
+    logger = logging.getLogger(OPTUNA_STUDY_LOGGER)
+    for old in [f for f in logger.filters if isinstance(f, _FreshStudyFilter)]:
+        logger.removeFilter(old)
+    logger.addFilter(_FreshStudyFilter(name))
 
 
 def _url(node) -> str | None:
