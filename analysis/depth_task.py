@@ -31,8 +31,21 @@ Z95 = 1.959963984540054
 def is_task(runs: pd.DataFrame) -> pd.Series:
     """Which runs are on the depth task: tent with inputs centred (the first edition's
     needs-depth runs had them in [0, 1] and stay with analysis.needs_depth)."""
-    centred = runs["data.centred"] if "data.centred" in runs else pd.Series(False, runs.index)
-    return (runs["data"].astype(str) == "tent") & (centred.astype(str) == "True")
+    tent = runs["data"].astype(str) == "tent"
+    centred = with_config(runs[tent], ["data.centred"])["data.centred"]
+    return tent & centred.reindex(runs.index).astype(str).eq("True")
+
+
+def with_config(runs: pd.DataFrame, keys) -> pd.DataFrame:
+    """`runs` with a column for each config key: runs.csv has one only where the runs
+    analysed differ in it, so a missing one is read from each run's record."""
+    missing = [key for key in keys if key not in runs]
+    if not missing or runs.empty:
+        return runs.assign(**{key: pd.Series(dtype=object) for key in missing})
+    flat = runs["path"].map(lambda path: record.flatten_config(
+        (record.read_summary(path).config or {}) if path else {}))
+    return runs.assign(**{key: flat.map(lambda config, key=key: config.get(key))
+                          for key in missing})
 
 
 def task_setup(runs: pd.DataFrame) -> dict:
@@ -63,10 +76,10 @@ def cells(runs: pd.DataFrame, mark: float) -> pd.DataFrame:
     accuracy, mean best validation accuracy, runs beating `mark`, its rate and interval."""
     rows = []
     for family, knobs in KNOBS.items():
-        mine = runs[runs["family"] == family]
+        keys = ["depth", *knobs, LR]
+        mine = with_config(runs[runs["family"] == family], keys)
         if mine.empty:
             continue
-        keys = ["depth", *[k for k in knobs if k in mine], LR]
         for values, group in mine.groupby(keys, dropna=False):
             group = group[group["status"].isin(["completed", "diverged"])]  # finished runs
             if group.empty:
@@ -92,7 +105,8 @@ def best(table: pd.DataFrame) -> pd.DataFrame:
     shallow = table["family"] == "shallow"
     picked = pd.concat([table[~shallow].drop_duplicates(keys),
                         table[shallow].drop_duplicates(keys + ["group_width"])])
-    return picked.drop(columns="group_width").sort_values(keys).reset_index(drop=True)
+    return picked.drop(columns="group_width").sort_values(
+        keys + (["width"] if "width" in picked else [])).reset_index(drop=True)
 
 
 def deep_question(table: pd.DataFrame) -> pd.DataFrame:

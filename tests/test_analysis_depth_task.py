@@ -66,6 +66,15 @@ def analysed(tmp_path_factory):
     return root / "out"
 
 
+def test_centred_tent_runs_are_found_when_every_run_analysed_is_centred(tmp_path):
+    """runs.csv has no data.centred column then: the records say."""
+    task_run(tmp_path / "runs" / "a", "highway_fc", 5, -2, 0, 0.96, 0.95, 0.003)
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "data.centred" not in pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert (tmp_path / "out" / "depth_task.md").exists()
+    assert not (tmp_path / "out" / "needs_depth.md").exists()
+
+
 def test_the_wilson_interval_of_none_and_all_of_ten():
     assert dt.wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     assert dt.wilson(10, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
