@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.collect import AnalysisError
-from analysis.optuna_figures import AXIS_LABELS
+from analysis.optuna_figures import AXIS_LABELS, objective_scale, scored_zero
 from analysis.optuna_report import NAMES, number, show
 from analysis.optuna_study import best_index
 from highway_study.record import STUDY_CONFIG_ATTR
@@ -113,7 +113,9 @@ def section(table: pd.DataFrame, figures: dict, links: dict[str, str]) -> str:
 
 def depth_answer(table: pd.DataFrame) -> str | None:
     """Whether the best carry bias becomes more negative with depth, per model, when the
-    studies searched the carry bias at two or more depths."""
+    studies searched the carry bias at two or more depths. The biases are compared as
+    printed (number(): 3 significant digits), so two that print alike are called equal,
+    never "less negative"."""
     if "best_carry_bias" not in table:
         return None
     parts = []
@@ -122,18 +124,12 @@ def depth_answer(table: pd.DataFrame) -> str | None:
         rows = rows.sort_values("depth")
         if rows["depth"].nunique() < 2 or len(rows) != rows["depth"].nunique():
             continue
-        biases = rows["best_carry_bias"].to_numpy()
-        listed = ", ".join(f"depth {int(d)}: {number(b)}" for d, b in
-                           zip(rows["depth"], biases))
-        steps = np.diff(biases)
-        if np.all(steps < 0):
-            verdict = "more negative at every deeper depth, as the grid's rule has it"
-        elif np.all(steps > 0):
-            verdict = "less negative at every deeper depth, against the grid's rule"
-        else:
-            verdict = "not monotonic in depth"
+        shown = [number(b) for b in rows["best_carry_bias"]]
+        depths = [int(d) for d in rows["depth"]]
+        listed = ", ".join(f"depth {d}: {b}" for d, b in zip(depths, shown))
         who = f"{model}: " if model else ""
-        parts.append(f"{who}the best carry bias found is {listed}: {verdict}.")
+        parts.append(f"{who}the best carry bias found is {listed}: "
+                     f"{trend(depths, [float(b) for b in shown])}.")
     if not parts:
         return None
     return ("**Does the best carry bias follow depth?** " + " ".join(parts) + " Read it "
@@ -141,17 +137,39 @@ def depth_answer(table: pd.DataFrame) -> str | None:
             "the depths apart.")
 
 
+def trend(depths: list[int], biases: list[float]) -> str:
+    """How the (printed, rounded) best carry bias moves from each depth to the next deeper."""
+    steps = np.diff(biases)
+    equal = [f"{a} and {b}" for a, b, step in zip(depths, depths[1:], steps) if step == 0]
+    same = (f"equal at depths {', '.join(equal)} (to the precision shown)" if equal else "")
+    if np.all(steps == 0):
+        return "equal at every depth (to the precision shown)"
+    if np.all(steps < 0):
+        return "more negative at every deeper depth, as the grid's rule has it"
+    if np.all(steps > 0):
+        return "less negative at every deeper depth, against the grid's rule"
+    if np.all(steps <= 0):
+        return f"never less negative with depth, but {same}"
+    if np.all(steps >= 0):
+        return f"never more negative with depth, against the grid's rule; {same}"
+    return "not monotonic in depth"
+
+
 def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
     """Every trial's carry bias and learning rate (those searched) at its study's depth,
-    coloured by its first objective, one marker per model; each study's best trial starred.
-    None unless depths are known."""
+    coloured by its first objective (accuracies in %, as the report gives them), one marker
+    per model; each study's best trial starred. Trials of diverged or failed runs (scored 0,
+    see optuna_figures.scored_zero) are grey crosses, named in the legend, outside the
+    colour scale. None unless depths are known."""
     points = []
     for name, (setting, trials) in studies.items():
         if setting["depth"] is None or trials.empty:
             continue
+        factor, _ = objective_scale(trials.attrs["labels"][0])
         part = trials.assign(depth=setting["depth"], model=setting["model"] or "",
-                             value=trials[trials.attrs["objectives"][0]],
-                             best=trials.index == best_index(trials))
+                             value=factor * trials[trials.attrs["objectives"][0]],
+                             best=trials.index == best_index(trials),
+                             failed=scored_zero(trials))
         points.append(part)
     if not points:
         return None
@@ -163,8 +181,12 @@ def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
     position = {d: i for i, d in enumerate(depths)}
     models = list(dict.fromkeys(frame["model"]))
     shift = {m: (i - (len(models) - 1) / 2) * 0.2 for i, m in enumerate(models)}
-    fig, axes = plt.subplots(1, len(ys), figsize=(6 * len(ys), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(ys), figsize=(6 * len(ys), 4.6), squeeze=False,
+                             layout="constrained")
     markers = dict(zip(models, itertools.cycle("osD^v")))
+    scored = frame.loc[~frame["failed"], "value"]
+    low, high = (scored.min(), scored.max()) if len(scored) else (0.0, 1.0)
+    dots = None
     for ax, y in zip(axes.ravel(), ys):
         for model in models:
             part = frame[(frame["model"] == model) & frame[y].notna()]  # plain nets: no b_T
@@ -172,10 +194,13 @@ def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
                 continue
             x = part["depth"].map(position) + shift[model]
             jitter = np.random.default_rng(0).uniform(-0.06, 0.06, len(part))
-            dots = ax.scatter(x + jitter, part[y], c=part["value"], cmap="viridis",
-                              vmin=frame["value"].min(), vmax=frame["value"].max(), s=40,
+            good = ~part["failed"]
+            dots = ax.scatter((x + jitter)[good], part.loc[good, y], c=part.loc[good, "value"],
+                              cmap="viridis", vmin=low, vmax=high, s=40,
                               marker=markers[model], edgecolors="white", linewidths=0.5,
-                              label=model or None)
+                              label=(model or None) if len(models) > 1 else None)
+            ax.scatter((x + jitter)[~good], part.loc[~good, y], marker="x", s=30,
+                       color="0.55", linewidths=1)
             best = part[part["best"]]
             ax.scatter(best["depth"].map(position) + shift[model], best[y], marker="*",
                        s=260, facecolors="none", edgecolors="crimson", linewidths=1.5)
@@ -184,12 +209,21 @@ def figure(studies: dict[str, tuple[dict, pd.DataFrame]]) -> plt.Figure | None:
             ax.set_yscale("log")
         ax.set(xlabel="depth (layers)", ylabel=AXIS_LABELS.get(y, y),
                title=f"{NAMES.get(y, y)} of every trial (best starred)")
-        if len(models) > 1:
+        failed = int((frame["failed"] & frame[y].notna()).sum())
+        if failed:
+            ax.scatter([], [], marker="x", s=30, color="0.55", linewidths=1,
+                       label=f"diverged or failed, scored 0 ({failed} trial"
+                             f"{'s' if failed != 1 else ''})")
+        if len(models) > 1 or failed:
             ax.legend(loc="best", fontsize=8)
-    fig.colorbar(dots, ax=axes.ravel().tolist(), label=studies_label(studies))
+    if dots is not None:
+        fig.colorbar(dots, ax=axes.ravel().tolist(), label=studies_label(studies))
     return fig
 
 
 def studies_label(studies) -> str:
+    """The colour bar's label: the studies' first objective (with its unit), else 'value'."""
     labels = {trials.attrs["labels"][0] for _, trials in studies.values() if not trials.empty}
-    return NAMES.get(next(iter(labels)), next(iter(labels))) if len(labels) == 1 else "value"
+    if len(labels) != 1:
+        return "value"
+    return objective_scale(next(iter(labels)))[1]

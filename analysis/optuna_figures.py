@@ -1,6 +1,13 @@
 """The figures of an Optuna study: the project's own trials figure, Optuna's matplotlib
-plots (optimisation history, slices over every searched parameter, and the Pareto front of
-a two-objective study) and the parameters' importances as Optuna computes them.
+plots (optimisation history, slices over every searched parameter), the Pareto front of a
+two-objective study and the parameters' importances as Optuna computes them.
+
+Optuna 2.10's slice plot draws a log-searched integer (depth, tag(log, int(...))) on a
+linear axis and colours by trial number with fractional colour-bar ticks: `slice_figure`
+sets each panel's axis from the searched distribution. Its Pareto-front plot is titled
+"Pareto-front Plot", spans 0-1 in accuracy and +-0.04 around an all-zero objective, and
+draws diverged trials (scored 0 on every objective) like any other: `pareto_figure` draws
+the front from the trials table instead.
 
 Optuna 2.10's own importance plot calls matplotlib.cm.get_cmap, which matplotlib 3.9
 removed, so the importances (optuna.importance, computed once by optuna_study) are drawn
@@ -13,16 +20,20 @@ figures of a report look as they always did.
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
+from analysis.optuna_report import NAMES
 from analysis.optuna_study import LOG_SCALE, load_study
+from highway_study import record
 
 AXIS_LABELS = {"carry_bias": "carry_bias (initial b_T)", "depth": "depth (layers)",
                "optimizer.learning_rate": "learning rate"}
@@ -50,10 +61,10 @@ def drawers(storage: str, name: str, trials: pd.DataFrame) -> dict:
             out[f"optuna_importances{suffix}"] = (
                 lambda values=found[column], label=label: importances_figure(values, label))
         out[f"optuna_slice{suffix}"] = _later(storage, name, vis.plot_slice, params=params,
-                                              **plot)
+                                              after=_slice_axes, **plot)
     if len(columns) == 2:
-        out["optuna_pareto"] = _later(storage, name, vis.plot_pareto_front,
-                                      target_names=list(labels))
+        out["optuna_pareto"] = lambda: pareto_figure(
+            trials, name, study_description(load_study(storage, name)))
     return out
 
 
@@ -61,8 +72,9 @@ def _later(storage, name, plot, **kwargs):
     return lambda: _optuna_plot(plot, load_study(storage, name), **kwargs)
 
 
-def _optuna_plot(plot, study, **kwargs) -> plt.Figure:
-    """One of Optuna's matplotlib plots as a figure, its warning and style kept local."""
+def _optuna_plot(plot, study, after=None, **kwargs) -> plt.Figure:
+    """One of Optuna's matplotlib plots as a figure, its warning and style kept local;
+    `after(fig, study)` amends it inside the same style."""
     from optuna.exceptions import ExperimentalWarning
 
     with warnings.catch_warnings(), matplotlib.rc_context():
@@ -71,7 +83,208 @@ def _optuna_plot(plot, study, **kwargs) -> plt.Figure:
         fig = axes.ravel()[0].figure
         if len(axes.ravel()) > 1:  # slices: one panel per parameter, side by side
             fig.set_size_inches(4.2 * len(axes.ravel()), 4.2)
+        if after is not None:
+            after(fig, study)
     return fig
+
+
+def slice_figure(study, **kwargs) -> plt.Figure:
+    """Optuna's slice plot (plot_slice's arguments), each parameter's axis as searched."""
+    from optuna.visualization import matplotlib as vis
+
+    return _optuna_plot(vis.plot_slice, study, after=_slice_axes, **kwargs)
+
+
+def _slice_axes(fig, study) -> None:
+    """A slice plot's panels as their parameters were searched: a log axis for a parameter
+    searched on a log scale (Optuna 2.10 gives one to floats only, so depth searched as
+    tag(log, int(...)) was linear), integer ticks for an integer parameter, labelled with
+    plain numbers; the colour bar (trial number) ticked at whole trials."""
+    for ax in fig.axes:
+        param = ax.get_xlabel()
+        found = searched(study, param)
+        if found is None:
+            continue
+        values, log, integer = found
+        ax.set_xlabel(AXIS_LABELS.get(param, param))
+        if log and min(values) > 0:
+            ax.set_xscale("log")
+            low, high = np.log10(min(values)), np.log10(max(values))
+            pad = 0.05 * (high - low) or 0.1
+            ax.set_xlim(10 ** (low - pad), 10 ** (high + pad))
+            if integer:  # 1 2 5 10 20 50 over a decade or so, 1 3 10 30 over two
+                subs = (1.0, 2.0, 5.0) if high - low <= 1.5 else (
+                    (1.0, 3.0) if high - low <= 2.5 else (1.0,))
+                ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.xaxis.set_minor_locator(NullLocator())
+        elif integer:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    title = f"Slices of study {study.study_name!r}"  # was Optuna's "Slice Plot"
+    if fig._suptitle is not None:
+        fig.suptitle(title)
+    elif fig.axes:
+        fig.axes[0].set_title(title)
+    for collection in (c for ax in fig.axes for c in ax.collections):
+        bar = getattr(collection, "colorbar", None)
+        if bar is not None:
+            bar.locator = MaxNLocator(integer=True)
+            bar.update_ticks()
+            bar.set_label("trial number")
+
+
+def searched(study, param: str):
+    """(the finished trials' values, searched on a log scale?, an integer?) of a parameter,
+    from its distribution in the study; None for a name the study did not search."""
+    import optuna
+
+    values, dists = [], []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if param in trial.params:
+            values.append(trial.params[param])
+            dists.append(trial.distributions[param])
+    if not dists or not all(isinstance(v, (int, float)) for v in values):
+        return None
+    kinds = {type(d).__name__ for d in dists}
+    log = any(getattr(d, "log", False) for d in dists) or bool(
+        kinds & {"LogUniformDistribution", "IntLogUniformDistribution"})
+    integer = kinds <= {"IntUniformDistribution", "IntLogUniformDistribution",
+                        "IntDistribution"}
+    return values, log, integer
+
+
+def scored_zero(trials: pd.DataFrame) -> pd.Series:
+    """The trials that stand for diverged or failed runs: the search scores such a run 0.0
+    on every objective (record.objective), and no trained net reaches an accuracy of
+    exactly 0, so a trial with an accuracy objective at 0 and every other at 0 is one.
+    All false for a study without an accuracy objective (0 may be a real value there)."""
+    columns, labels = trials.attrs["objectives"], trials.attrs["labels"]
+    if trials.empty or not any(str(label).endswith("accuracy") for label in labels):
+        return pd.Series(False, index=trials.index)
+    return (trials[columns] == 0).all(axis=1)
+
+
+def objective_scale(label: str) -> tuple[float, str]:
+    """(factor, axis label) of an objective: accuracies in percent, as the report has them."""
+    name = NAMES.get(label, label)
+    return (100.0, f"{name} (%)") if str(label).endswith("accuracy") else (1.0, name)
+
+
+def pareto_figure(trials: pd.DataFrame, name: str, description: str = "") -> plt.Figure:
+    """The first two objectives of every finished trial, the Pareto-optimal ones in red and
+    joined; axes fitted to the trials drawn. Trials of diverged or failed runs (scored 0 on
+    every objective, see scored_zero) are left out and counted in the legend."""
+    (x, y), (x_label, y_label) = trials.attrs["objectives"][:2], trials.attrs["labels"][:2]
+    (x_factor, x_name), (y_factor, y_name) = objective_scale(x_label), objective_scale(y_label)
+    failed = scored_zero(trials)
+    drawn = trials[~failed]
+    pareto = drawn["pareto_optimal"].astype(bool) if "pareto_optimal" in drawn else \
+        pd.Series(False, index=drawn.index)
+    fig, ax = plt.subplots(figsize=(6.8, 4.8))
+    others = drawn[~pareto]
+    ax.scatter(x_factor * others[x], y_factor * others[y], s=40, color="tab:blue",
+               edgecolors="white", linewidths=0.5, label="trial", zorder=2)
+    front = drawn[pareto].sort_values(x)
+    if len(front):
+        ax.plot(x_factor * front[x], y_factor * front[y], color="crimson", lw=1, ls="--",
+                zorder=1)
+        ax.scatter(x_factor * front[x], y_factor * front[y], s=60, color="crimson",
+                   edgecolors="white", linewidths=0.5, label="Pareto-optimal", zorder=3)
+    if failed.any():
+        count = int(failed.sum())
+        ax.scatter([], [], marker="x", color="0.5",
+                   label=f"{count} diverged or failed trial{'s' if count != 1 else ''} "
+                         "(scored 0): not drawn")
+    fit_axis(ax, "x", x_factor * drawn[x])
+    fit_axis(ax, "y", y_factor * drawn[y])
+    ax.set(xlabel=x_name, ylabel=y_name)
+    head = f"Pareto front of study {name!r}"
+    ax.set_title(head + (f"\n{description}" if description else ""), fontsize=11)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fit_axis(ax, axis: str, values) -> None:
+    """Limits fitted to `values` with a 5% margin; whole-number values get integer ticks and
+    at least half a unit of margin (an all-zero axis spans -0.5 to 1.5, ticked 0 and 1)."""
+    values = pd.to_numeric(pd.Series(values), errors="coerce").dropna()
+    if values.empty:
+        return
+    low, high = float(values.min()), float(values.max())
+    integer = bool(np.allclose(values, np.round(values)))
+    if integer:
+        margin = max(0.5, 0.05 * (high - low))
+        limits = (low - margin, high + margin + (1.0 if high == low else 0.0))
+    else:
+        margin = 0.05 * (high - low) or max(0.01 * abs(high), 0.5)
+        limits = (low - margin, high + margin)
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xlim if axis == "x" else ax.set_ylim)(*limits)
+    if integer:
+        ticks = MaxNLocator(integer=True).tick_values(*limits)
+        target.set_major_locator(FixedLocator([t for t in ticks
+                                               if limits[0] <= t <= limits[1]]))
+
+
+def study_description(study) -> str:
+    """What a study fixed, for a title: model, data, depth and setup from the config the
+    search recorded (runtime.study_guard), the depth from its name ('..._depth100') where
+    it recorded none; '' when nothing is known."""
+    fixed = study.user_attrs.get(record.STUDY_CONFIG_ATTR) or {}
+    model, data, depth = fixed.get("model.name"), fixed.get("data.name"), fixed.get("depth")
+    if depth is None:
+        found = re.search(r"depth(\d+)", study.study_name)
+        depth = int(found.group(1)) if found else None
+    setup = setup_name(fixed)
+    parts = [str(model) if model else None, str(data) if data else None,
+             f"depth {depth}" if depth is not None else None,
+             f"setup={setup}" if setup else None]
+    return ", ".join(p for p in parts if p)
+
+
+def _setup_files() -> list:
+    """conf/setup/*.yaml, as the package carries them (highway_study.conf, installed or
+    editable), else beside this folder; [] where neither is found."""
+    import importlib.resources
+
+    try:
+        folder = importlib.resources.files("highway_study.conf") / "setup"
+        if folder.is_dir():
+            return sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")),
+                          key=lambda f: f.name)
+    except (ModuleNotFoundError, TypeError, OSError):
+        pass
+    folder = Path(__file__).resolve().parents[1] / "conf" / "setup"
+    return sorted(folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def setup_name(fixed: dict) -> str | None:
+    """The setup (conf/setup/<name>.yaml) whose every value the fixed config holds, where
+    exactly one does; None when none or several do, or the config holds too few of them
+    (fewer than 2: the search may have searched the others)."""
+    import yaml
+
+    if not fixed:
+        return None
+    found = []
+    for path in _setup_files():
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        values = record.flatten_config({k: v for k, v in values.items() if k != "defaults"})
+        shared = [key for key in values if key in fixed]
+        if len(shared) >= 2 and all(_same(fixed[key], values[key]) for key in shared):
+            found.append(path.name.removesuffix(".yaml"))
+    return found[0] if len(found) == 1 else None
+
+
+def _same(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
 
 
 def importances_figure(importances: dict, label: str) -> plt.Figure:

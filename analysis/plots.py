@@ -229,12 +229,16 @@ def grid_figure(cells, value, label, mark, vmin, vmax, cmap, colorbar, title,
     return fig
 
 
-def grid_panel(ax, panel, value, label, mark, scale: dict, colorbar=None) -> None:
+def grid_panel(ax, panel, value, label, mark, scale: dict, colorbar=None,
+               fontsize: float | None = None) -> None:
     """One depth x carry_bias heatmap of `panel` (cells of one model) on `ax`: `value` and
     `label` per cell, cells that `mark` names hatched; `scale` holds vmin/vmax/cmap/norm;
-    a colour bar labelled `colorbar` when given."""
+    a colour bar labelled `colorbar` when given; `fontsize` of the cells' text (default:
+    8 points, 6 beyond 12 depths; 0: no text at all, marked cells hatched only and cells
+    without a run blank, for grids too crowded to print in)."""
     panel = panel.copy()
-    fontsize = 8 if panel["depth"].nunique() <= 12 else 6
+    if fontsize is None:
+        fontsize = 8 if panel["depth"].nunique() <= 12 else 6
     panel["value"] = panel.apply(value, axis=1) if len(panel) else []
     panel["label"] = [label(c) if mark(c) is None else "" for _, c in panel.iterrows()]
     panel["mark"] = [mark(c) for _, c in panel.iterrows()]
@@ -246,12 +250,16 @@ def grid_panel(ax, panel, value, label, mark, scale: dict, colorbar=None) -> Non
         scale = {key: v for key, v in scale.items() if key not in ("vmin", "vmax")}
     with warnings.catch_warnings():  # a panel of marked cells only has no value to scale
         warnings.simplefilter("ignore", RuntimeWarning)
-        sns.heatmap(grid, ax=ax, annot=texts.to_numpy(), fmt="", cbar=colorbar is not None,
-                    cbar_kws={"label": colorbar}, annot_kws={"fontsize": fontsize},
-                    linewidths=0.5, linecolor="white", **scale)
+        sns.heatmap(grid, ax=ax, annot=texts.to_numpy() if fontsize else False, fmt="",
+                    cbar=colorbar is not None, cbar_kws={"label": colorbar},
+                    annot_kws={"fontsize": fontsize}, linewidths=0.5, linecolor="white",
+                    **scale)
     _mark_cells(ax, panel, grid, fontsize)
-    _mark_not_run(ax, panel, grid, fontsize)
-    ax.set_xticklabels([f"{b:g}" for b in grid.columns])
+    if fontsize:
+        _mark_not_run(ax, panel, grid, fontsize)
+    # Every column ticked (seaborn thins the ticks of a crowded axis, which left labels
+    # and ticks unequal in number); a caller thins the labels where they crowd.
+    ax.set_xticks(np.arange(len(grid.columns)) + 0.5, [f"{b:g}" for b in grid.columns])
     ax.set(ylabel="depth (layers)", xlabel="carry_bias (initial b_T)")
 
 
@@ -281,6 +289,8 @@ def _mark_cells(ax, panel, grid, fontsize) -> None:
             continue
         ax.add_patch(Rectangle((j, i), 1, 1, facecolor=MARK_COLOR, edgecolor="0.55",
                                hatch="///", lw=0))
+        if not fontsize:
+            continue
         ax.text(j + 0.5, i + 0.5, cell["mark"], ha="center", va="center",
                 fontsize=fontsize + 1, fontweight="bold", color="0.15",
                 bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "lw": 0})
@@ -324,9 +334,19 @@ def _bias_order(biases) -> list[str]:
 
 def _log_x_if_wide(ax, depths) -> None:
     """A log axis for depths spanning a factor 20 or more, ticked at the depths themselves
-    (matplotlib's 10^0, 10^1 left depth 20 unlabelled)."""
-    if len(depths) and depths.max() / max(depths.min(), 1) >= 20:
+    (matplotlib's 10^0, 10^1 left depth 20 unlabelled); a linear one is ticked at the
+    depths too where there are few (else at whole numbers: never a depth of 2.5)."""
+    depths = pd.to_numeric(pd.Series(depths), errors="coerce").dropna()
+    ticks = sorted({float(d) for d in depths if d > 0})
+    if len(ticks) and depths.max() / max(depths.min(), 1) >= 20:
         ax.set_xscale("log")
-        ticks = sorted({float(d) for d in depths if d > 0})
         ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
         ax.minorticks_off()
+    elif 0 < depths.nunique() <= MAX_DEPTH_TICKS:
+        ticks = sorted({float(d) for d in depths})
+        ax.set_xticks(ticks, [f"{d:g}" for d in ticks])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+MAX_DEPTH_TICKS = 12  # a linear depth axis with more depths than this is ticked by matplotlib

@@ -310,7 +310,9 @@ def _step_resolution(c, figures) -> str:
             "Curve area = area under validation accuracy over steps divided by the steps "
             "spanned (1 = perfect from the first point). Stalled: never more than "
             f"{100 * convergence.STALL_MARGIN:g} points above chance from step "
-            f"{convergence.STALL_AFTER} on (– for runs shorter than that).")
+            f"{convergence.STALL_AFTER} on (– for runs shorter than that). \"After N "
+            "steps\" is each run's last point at or before step N (runs.csv's "
+            "step_read_after_N says which step).")
     return "\n".join([head, "", note, "", *rows, "",
                       figure_link(figures, "steps_heatmap", "Steps to threshold"),
                       figure_link(figures, "budget_heatmaps", "Accuracy after step budgets"),

@@ -32,35 +32,177 @@ def steps_heatmap(runs: pd.DataFrame, threshold: float) -> plt.Figure:
         norm=LogNorm(vmin=low, vmax=high))
 
 
+PAGE_WIDTH = 10.0  # inches: the widest budget figure, so that its numbers stay readable
+MIN_FONT = 7.0  # points: the smallest number printed in a cell (smaller cells: colour only)
+
+
 def budget_heatmaps(runs: pd.DataFrame, budgets: list[int]) -> plt.Figure:
     """Validation accuracy after each step budget: one heatmap per budget (columns) and
     model (rows), one colour scale, so the grid can be read filling in over training. A
-    row shares its depth axis only with itself: models differ in the depths they ran."""
+    row shares its depth axis only with itself: models differ in the depths they ran.
+
+    A budget reads each run's last curve point at or before it (tables.with_budgets), so a
+    panel's title names the step read: "after 200 steps (budget 250)" at a point every 100
+    steps. Budgets that every run reads at step 0 (runs shorter than the spacing of their
+    points: "after 5 steps" of a 20-step run with points at 0 and 20) are left out and named
+    in the title; a cell whose runs read step 0 while others have a point is marked "step 0".
+
+    The figure is at most PAGE_WIDTH wide, its numbers at least MIN_FONT: they lose their
+    decimal where one row of panels would print it smaller, a model's budgets wrap onto
+    several rows where even whole numbers would be, and where not even one panel per row
+    fits them, the cells show colour only (runs.csv has the numbers)."""
     models = sorted(dict.fromkeys(runs["model"]), key=plots._family_order)
+    kept = [b for b in budgets if not _only_step_zero(runs, b)]
+    dropped = [b for b in budgets if b not in kept]
+    if not kept:
+        return _no_budget_figure(dropped)
     width = runs["carry_bias"].nunique()
     rows = runs["depth"].nunique()
-    fig, axes = plt.subplots(len(models), len(budgets), squeeze=False, sharey="row",
-                             figsize=(1.5 + (1.0 * width + 0.8) * len(budgets),
-                                      (1.4 + min(0.4 * rows, 10)) * len(models)),
+    row_height = min(0.4 * rows, 10) / max(rows, 1)
+    per_row, figure_width, cell, digits, fontsize = _layout(len(kept), width, row_height)
+    chunks = -(-len(kept) // per_row)
+    fig, axes = plt.subplots(len(models) * chunks, per_row, squeeze=False, sharey="row",
+                             figsize=(figure_width,
+                                      (1.6 + min(0.4 * rows, 10)) * len(models) * chunks),
                              layout="constrained")
 
     def label(cell):
-        return f"{100 * cell['mean']:.1f}"
-
-    def mark(cell):
-        return tables.cell_mark(cell) or ("short" if cell["reached"] == 0 else None)
+        return "" if digits is None else f"{100 * cell['mean']:.{digits}f}"
 
     for i, model in enumerate(models):
-        for j, budget in enumerate(budgets):
-            cells = tables.cells(runs[runs["model"] == model], budget_column(budget))
-            last = j == len(budgets) - 1
-            plots.grid_panel(axes[i, j], cells, lambda c: 100 * c["mean"], label, mark,
+        part = runs[runs["model"] == model]
+        for k in range(chunks * per_row):
+            ax = axes[i * chunks + k // per_row, k % per_row]
+            if k >= len(kept):
+                ax.set_visible(False)
+                continue
+            budget = kept[k]
+            early = _reads_step_zero(part, budget)
+
+            def mark(cell, early=early):
+                found = tables.cell_mark(cell)
+                if found or cell["reached"] > 0:
+                    return found
+                return "step 0" if (cell["model"], cell["depth"], cell["carry_bias"]) in early \
+                    else "short"
+
+            cells = tables.cells(_without_step_zero(part, budget), budget_column(budget))
+            last = k % per_row == per_row - 1 or k == len(kept) - 1
+            plots.grid_panel(ax, cells, lambda c: 100 * c["mean"], label, mark,
                              dict(vmin=0, vmax=100, cmap="viridis"),
-                             "validation accuracy (%)" if last else None)
-            axes[i, j].set_title(f"{model}: after {budget:,} steps")
-            if j:
-                axes[i, j].set_ylabel("")
-    fig.suptitle("Validation accuracy after fixed step budgets (\"short\": no run that long)")
+                             "validation accuracy (%)" if last else None,
+                             fontsize=fontsize)
+            ax.set_title(f"{model}: {_read_title(part, budget)}", fontsize=9)
+            bottom = chunks > 1 or i == len(models) - 1
+            ax.set_xlabel("carry_bias (initial b_T)" if bottom else "", fontsize=9)
+            ax.set_ylabel("depth (layers)" if k % per_row == 0 else "", fontsize=9)
+            ax.tick_params(axis="y", labelsize=8)
+            _thin_ticks(ax, cell)
+            bar = ax.collections[0].colorbar if ax.collections else None
+            if bar is not None:
+                bar.ax.tick_params(labelsize=8)
+                bar.set_label("validation accuracy (%)", fontsize=9)
+    notes = ["each run read at its last point at or before the budget",
+             '"short": no run that long']
+    if any(_reads_step_zero(runs, b) for b in kept):
+        notes.append('"step 0": no point between step 0 and the budget')
+    if dropped:
+        notes.append(f"budget{'s' if len(dropped) > 1 else ''} "
+                     f"{', '.join(f'{b:,}' for b in dropped)} left out: no run has a point "
+                     "after step 0 by then")
+    if digits is None:
+        notes.append("too many cells to print in: hatched, no number (diverged, failed, "
+                     "short); blank, not run; the numbers are in runs.csv")
+    fig.suptitle("Validation accuracy (%) after step budgets\n" + "\n".join(notes),
+                 fontsize=9)
+    return fig
+
+
+def _layout(budgets: int, width: int, row_height: float):
+    """(panels per row, figure width, cell width in inches, decimals, font size): the most
+    panels per row whose cells print a number at MIN_FONT or more (one decimal where it
+    fits, else whole numbers); every panel in one row with colour only (decimals None)
+    where not even one panel per row does."""
+    options = []
+    for per_row in range(budgets, 0, -1):
+        panel = max(2.1, 0.55 * width + 0.6)  # room for a title of two short lines
+        figure_width = min(PAGE_WIDTH, max(5.5, 1.5 + panel * per_row))
+        cell = ((figure_width - 1.5) / per_row - 0.6) / max(width, 1)
+        options.append((per_row, figure_width, cell, *_annotation(cell, row_height)))
+    return next((option for option in options if option[3] is not None), options[0])
+
+
+def _annotation(cell_width: float, cell_height: float) -> tuple[int | None, float]:
+    """(decimals, font size in points) of the numbers that fit a cell of this size in
+    inches: '97.3' where it fits at MIN_FONT or more, else '97', else no text at all
+    (None, 0)."""
+    for digits, characters in ((1, 5), (0, 3)):  # "100.0", "100"
+        size = min(9.0, 0.85 * 72 * cell_width / (0.6 * characters), 0.6 * 72 * cell_height)
+        if size >= MIN_FONT:
+            return digits, round(size, 1)
+    return None, 0
+
+
+def _thin_ticks(ax, cell_width: float) -> None:
+    """Carry-bias labels that fit their cells: upright where they fit, else turned on end,
+    and then only every k-th one where even that is too crowded."""
+    labels = ax.get_xticklabels()
+    size = 8 if cell_width >= 0.25 else 6
+    longest = max((len(t.get_text()) for t in labels), default=1)
+    upright = 0.6 * size / 72 * longest <= 0.95 * cell_width
+    step = 1 if upright else max(1, int(np.ceil(1.4 * size / 72 / cell_width)))
+    for k, text in enumerate(labels):
+        text.set_visible(k % step == 0)
+        text.set_fontsize(size)
+        text.set_rotation(0 if upright else 90)
+
+
+def _steps_read(runs: pd.DataFrame, budget: int) -> pd.Series:
+    """The step each completed run's value for `budget` was read at (NaN: none); NaN
+    throughout for a runs table without step_read columns (made before them)."""
+    column = tables.step_read_column(budget)
+    if column not in runs:
+        return pd.Series(np.nan, index=runs.index)
+    read = runs[budget_column(budget)].notna() & (runs["status"] == "completed")
+    return runs[column].where(read)
+
+
+def _reads_step_zero(runs: pd.DataFrame, budget: int) -> set:
+    """The cells (model, depth, carry_bias) with a run whose value for `budget` is its
+    step-0 point: its accuracy before training, not after `budget` steps."""
+    zero = runs[_steps_read(runs, budget) == 0]
+    return set(zip(zero["model"], zero["depth"], zero["carry_bias"]))
+
+
+def _only_step_zero(runs: pd.DataFrame, budget: int) -> bool:
+    steps = _steps_read(runs, budget).dropna()
+    return bool(len(steps)) and bool((steps == 0).all())
+
+
+def _without_step_zero(runs: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """`runs` with the values read at step 0 for `budget` blanked (such a cell is marked)."""
+    column = budget_column(budget)
+    return runs.assign(**{column: runs[column].where(_steps_read(runs, budget) != 0)})
+
+
+def _read_title(runs: pd.DataFrame, budget: int) -> str:
+    """'after 250 steps' where every run was read at the budget itself; else the steps
+    actually read, 'after 200 steps (budget 250)' or 'after 100-200 steps (budget 250)'."""
+    steps = _steps_read(runs, budget)
+    steps = sorted({int(s) for s in steps.dropna() if s > 0})
+    if not steps or steps == [budget]:
+        return f"after {budget:,} steps"
+    shown = f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,}-{steps[-1]:,}"
+    return f"after {shown} steps\n(budget {budget:,})"
+
+
+def _no_budget_figure(dropped: list[int]) -> plt.Figure:
+    """A figure that says why there is no heatmap: every budget reads step 0 only."""
+    fig, ax = plt.subplots(figsize=(6, 1.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"No budget to draw: every run reads budgets "
+            f"{', '.join(f'{b:,}' for b in dropped)} at step 0 (no later point before them)",
+            ha="center", va="center", wrap=True)
     return fig
 
 

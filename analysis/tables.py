@@ -94,15 +94,35 @@ def default_budgets(runs: pd.DataFrame) -> list[int]:
 
 
 def with_budgets(runs: pd.DataFrame, points: pd.DataFrame, budgets) -> pd.DataFrame:
-    """`runs` with a column accuracy_after_<budget> per budget: validation accuracy at the
-    last point at or before it (NaN for a run that stopped earlier or has no curve)."""
+    """`runs` with two columns per budget: accuracy_after_<budget>, validation accuracy at
+    the last point at or before it (NaN for a run that stopped earlier or has no curve), and
+    step_read_after_<budget>, the step of that point. The two differ where points are
+    sparse: with a point every 100 steps, "after 250 steps" reads step 200, and a run
+    shorter than the spacing (points at steps 0 and 20) reads step 0, its untrained
+    accuracy, for budgets 5 and 10; figures name the step read (budget_heatmaps)."""
     by_run = {run: group[["step", "val_accuracy"]].to_dict("records")
               for run, group in points.groupby("run")} if len(points) else {}
     runs = runs.copy()
     for budget in budgets:
         runs[f"accuracy_after_{budget}"] = [
             _nan(convergence.accuracy_at(by_run.get(run, []), budget)) for run in runs["run"]]
+        runs[step_read_column(budget)] = [
+            _nan(step_read(by_run.get(run, []), budget)) for run in runs["run"]]
     return runs
+
+
+def step_read_column(budget: int) -> str:
+    return f"step_read_after_{budget}"
+
+
+def step_read(points: list[dict], budget: int) -> int | None:
+    """The step of the point convergence.accuracy_at reads for `budget`: the last point at
+    or before it; None where it reads none (the run stopped before `budget` steps)."""
+    pairs = convergence.measured(points)
+    if not pairs or pairs[-1][0] < budget:
+        return None
+    before = [step for step, _ in pairs if step <= budget]
+    return before[-1] if before else None
 
 
 def gate_run(runs: pd.DataFrame, gate_points: pd.DataFrame) -> str | None:

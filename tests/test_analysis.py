@@ -441,3 +441,27 @@ def test_figures_scale_to_their_data_and_label_every_depth():
     plots._log_x_if_wide(ax, pd.Series([1, 2, 20, 1000]))
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "20", "1000"]
     plt.close(fig)
+
+
+def test_accuracy_vs_depth_ticks_the_depths_run_by_number(tmp_path):
+    """Figure 3 ticked a log depth axis at 10^0, 10^1 only (depth 20 unlabelled) and a linear
+    one at depths 1.0, 1.5, 2.0, ...: both are now ticked at the depths run, as numbers."""
+    from analysis import plots
+    from analysis.collect import collect
+
+    wide = tmp_path / "wide"
+    for depth in (1, 2, 20, 100):
+        write_run(wide / f"d{depth}", "highway_fc", depth, -2, 0, [0.5, 0.9], 0.9,
+                  [0.2] * depth)
+    ax = plots.accuracy_vs_depth(collect([wide]).runs).axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "20", "100"]
+    assert len(ax.xaxis.get_minor_locator()()) == 0  # no unlabelled minor ticks between
+    narrow = tmp_path / "narrow"
+    for depth in (1, 2, 4):
+        write_run(narrow / f"d{depth}", "highway_fc", depth, -2, 0, [0.5, 0.9], 0.9,
+                  [0.2] * depth)
+    ax = plots.accuracy_vs_depth(collect([narrow]).runs).axes[0]
+    assert ax.get_xscale() == "linear"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+    plots.plt.close("all")

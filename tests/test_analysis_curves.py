@@ -100,6 +100,7 @@ def test_report_answers_convergence_questions_in_steps(analysed):
     _, out = analysed
     report = (out / "report.md").read_text()
     assert "a point every 100 steps" in report
+    assert "\"After N steps\" is each run's last point at or before step N" in report
     # Q2: carry_bias -3 reaches 90% at depth 8 (the deepest) after 400 steps
     assert "| -3 | 2, 8 | 8 (deepest tried) | 400 |" in report
     # Q3: -1 has one cell that never reaches it; one of its 3 runs stalled
@@ -152,8 +153,106 @@ def test_budget_heatmaps_keep_each_models_depths(analysed):
     figure = step_plots.budget_heatmaps(pd.concat([runs, baseline]), [250, 1000])
     heatmaps = [ax for ax in figure.axes if ax.get_title()]
     rows = {ax.get_title().split(":")[0]: sorted(t.get_text() for t in ax.get_yticklabels())
-            for ax in heatmaps if "after 250 steps" in ax.get_title()}  # the labelled column
+            for ax in heatmaps if "(budget 250)" in ax.get_title()}  # the labelled column
     assert rows == {"highway_fc": ["2", "8"], "shallow": ["0"]}
     for ax in heatmaps:  # every row of a panel is in view
         assert abs(ax.get_ylim()[0] - ax.get_ylim()[1]) == len(rows[ax.get_title().split(":")[0]])
+    step_plots.plt.close("all")
+
+
+def test_budget_heatmaps_name_the_step_they_read(analysed):
+    """Points every 100 steps: "after 250 steps" showed the point at step 200 under a title
+    that said 250."""
+    from analysis import step_plots, tables
+    from analysis.collect import collect
+
+    sweep, out = analysed
+    collection = collect([sweep])
+    runs = tables.with_budgets(collection.runs, collection.points, [250, 1000])
+    assert set(runs["step_read_after_250"]) == {200} and set(runs["step_read_after_1000"]) == {1000}
+    assert (pd.read_csv(out / "runs.csv")["step_read_after_1000"] == 1000).all()
+    figure = step_plots.budget_heatmaps(runs, [250, 1000])
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert titles == ["highway_fc: after 200 steps\n(budget 250)", "highway_fc: after 1,000 steps"]
+    step_plots.plt.close("all")
+
+
+def short_runs(root: Path, steps: dict) -> Path:
+    """Runs of `steps[bias]` steps with points every 100 steps and at their end."""
+    sweep = root / "short"
+    for bias, last in steps.items():
+        run = sweep / f"carry_bias={bias}"
+        write_run(run, "highway_fc", 2, bias, 0, [0.5, 0.6], 0.6, [0.1, 0.1])
+        with open(run / "curve.jsonl", "w") as stream:
+            for step in sorted({*range(0, last, 100), last}):
+                stream.write(json.dumps({"step": step, "val_accuracy": 0.1 + step / 1000}) + "\n")
+    return sweep
+
+
+def test_budgets_before_the_first_point_do_not_show_step_0(tmp_path):
+    """20-step runs (points at 0 and 20): the default budgets 5, 10 and 20 drew "after 5
+    steps" and "after 10 steps" from the point at step 0, the untrained net."""
+    from analysis import step_plots, tables
+    from analysis.collect import collect
+
+    collection = collect([short_runs(tmp_path, {-1: 20, -3: 20})])
+    budgets = tables.default_budgets(collection.runs)
+    assert budgets == [5, 10, 20]
+    runs = tables.with_budgets(collection.runs, collection.points, budgets)
+    assert set(runs["step_read_after_5"]) == {0}  # runs.csv keeps what was read, and where
+    figure = step_plots.budget_heatmaps(runs, budgets)
+    assert [ax.get_title() for ax in figure.axes if ax.get_title()] == [
+        "highway_fc: after 20 steps"]
+    assert "budgets 5, 10 left out: no run has a point after step 0" in figure.get_suptitle()
+    # One 20-step run beside a 300-step one: budget 100 reads step 0 of the short run only,
+    # a cell marked "step 0", not a number.
+    collection = collect([short_runs(tmp_path / "mixed", {-1: 20, -3: 300})])
+    runs = tables.with_budgets(collection.runs, collection.points, [20, 100])
+    runs.loc[runs["carry_bias"] == -1, "step_read_after_100"] = 0  # as a run that had
+    runs.loc[runs["carry_bias"] == -1, "accuracy_after_100"] = 0.1  # gone on at step 0
+    figure = step_plots.budget_heatmaps(runs, [20, 100])
+    panel = next(ax for ax in figure.axes if "after 100 steps" in ax.get_title())
+    assert [t.get_text() for t in panel.texts] == ["20.0", "step 0"]
+    step_plots.plt.close("all")
+
+
+@pytest.mark.parametrize("biases, depths, printed, rows", [
+    (2, 2, r"\d{1,3}\.\d", 1),  # a small grid: one decimal
+    (7, 10, r"\d{1,3}", 1),  # the blog's grid: whole percent, one row of three budgets
+    (15, 4, r"\d{1,3}", 2),  # a finer search: its budgets wrap onto two rows
+    (65, 4, None, 1),  # an Optuna search's carry biases: colour only
+])
+def test_budget_heatmaps_print_readable_numbers_at_page_width(biases, depths, printed, rows):
+    """The blog's grid was drawn 25 inches wide with 6-8 point numbers: at page width, 2 px
+    tall. The figure now fits PAGE_WIDTH and prints at MIN_FONT or not at all."""
+    import re
+
+    import numpy as np
+
+    from analysis import step_plots
+
+    rng = np.random.default_rng(0)
+    budgets = [250, 1000, 5000]
+    runs = pd.DataFrame([
+        {"run": f"{d},{b}", "model": "highway_fc", "depth": d, "carry_bias": float(b),
+         "status": "completed",
+         **{f"accuracy_after_{n}": rng.uniform(0.1, 1.0) for n in budgets},
+         **{f"step_read_after_{n}": n for n in budgets}}
+        for d in [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000][:depths]
+        for b in np.linspace(-20, -1, biases).round(3)])
+    figure = step_plots.budget_heatmaps(runs, budgets)
+    assert figure.get_size_inches()[0] <= step_plots.PAGE_WIDTH
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    texts = [t for ax in panels for t in ax.texts]
+    if printed is None:
+        assert texts == [] and "too many cells to print in" in figure.get_suptitle()
+    else:
+        assert len(texts) == biases * depths * len(budgets)
+        assert all(re.fullmatch(printed, t.get_text()) for t in texts)
+        assert min(t.get_fontsize() for t in texts) >= step_plots.MIN_FONT
+    assert len({round(ax.get_position().y0, 3) for ax in panels}) == rows
+    for ax in panels:  # a tick per carry bias; a crowded axis labels every k-th one
+        assert len(ax.get_xticks()) == biases
+        shown = [t.get_position()[0] for t in ax.get_xticklabels()]  # the visible ones
+        assert len(set(np.diff(shown).round(6))) <= 1 and len(shown) >= min(biases, 10)
     step_plots.plt.close("all")

@@ -315,3 +315,141 @@ def test_plain_searches_are_drawn_beside_highway_ones_without_a_carry_bias(tmp_p
     assert table["model"].tolist() == ["highway_fc", "plain_fc"]
     assert pd.isna(table.loc[1, "best_carry_bias"]) and table.loc[1, "trials"] == 3
     plt.close("all")
+
+
+def diverged(study, count=2):
+    """Trials as a diverged or failed run leaves them: 0.0 on every objective."""
+    for _ in range(count):
+        trial = study.ask()
+        trial.suggest_float("carry_bias", -20.0, -1.0)
+        trial.suggest_float("optimizer.learning_rate", 1e-4, 1.0, log=True)
+        study.tell(trial, [0.0] * len(study.directions))
+
+
+def test_the_pareto_front_names_its_study_and_fits_the_trials(tmp_path):
+    """Optuna's plot: "Pareto-front Plot", a 0-1 accuracy axis, diverged trials at 0 like
+    any other trial."""
+    from analysis.optuna_figures import drawers
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = pareto_study(url, trials=12)
+    study.set_user_attr(record.STUDY_CONFIG_ATTR, {
+        "depth": 100, "model.name": "highway_fc", "data.name": "mnist", "loss_reduction": "sum",
+        "model.kernel_initializer": "truncated_normal", "model.init_stddev": 0.1,
+        "model.bias_init": 0.1, "batch_size": 50, "max_steps": 5000})
+    diverged(study)
+    name, trials = load_trials(url)
+    ax = drawers(url, name, trials)["optuna_pareto"]().axes[0]
+    assert ax.get_title() == ("Pareto front of study 'pareto_highway_fc_mnist_depth100'\n"
+                              "highway_fc, mnist, depth 100, setup=blog")
+    trained = trials[trials["best_val_accuracy"] > 0]
+    low, high = 100 * trained["best_val_accuracy"].min(), 100 * trained["best_val_accuracy"].max()
+    left, right = ax.get_xlim()
+    assert low - 0.1 * (high - low) <= left < low and high < right <= high + 0.1 * (high - low)
+    assert ax.get_xlabel() == "best val accuracy (%)" and ax.get_ylabel() == "layers used"
+    drawn = [tuple(p) for c in ax.collections for p in c.get_offsets()]
+    assert len(drawn) == len(trained) and all(x > 0 for x, _ in drawn)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "2 diverged or failed trials (scored 0): not drawn" in legend
+    assert all(float(t).is_integer() for t in ax.get_yticks())
+    plt.close("all")
+
+
+def test_an_all_zero_objective_gets_an_integer_axis(tmp_path):
+    """Every trial used 0 layers: Optuna's axis ran -0.04 to 0.04 in fractional ticks."""
+    from analysis.optuna_figures import drawers
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="pareto_highway_fc_mnist_depth1000", storage=url,
+                                directions=["maximize", "maximize"])
+    study.set_user_attr(record.STUDY_OBJECTIVES_ATTR, ["best_val_accuracy", "layers_used"])
+    study.optimize(lambda t: (0.9 + 0.001 * t.suggest_float("carry_bias", -20.0, -1.0), 0.0),
+                   n_trials=5)
+    name, trials = load_trials(url)
+    ax = drawers(url, name, trials)["optuna_pareto"]().axes[0]
+    assert ax.get_ylim() == (-0.5, 1.5) and list(ax.get_yticks()) == [0, 1]
+    assert ax.get_title().endswith("\ndepth 1000")  # from the study's name
+    plt.close("all")
+
+
+def test_slices_draw_log_searched_parameters_on_log_axes(tmp_path):
+    """Optuna 2.10 gives a log axis to log floats only: depth, tag(log, int(...)), was linear;
+    its colour bar of trial numbers had ticks at 0.5, 1.5, ..."""
+    from analysis.optuna_figures import drawers
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="deep", storage=url, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        depth = trial.suggest_int("depth", 1, 1000, log=True)
+        width = trial.suggest_int("width", 10, 13)
+        rate = trial.suggest_float("optimizer.learning_rate", 1e-4, 1.0, log=True)
+        return 0.9 - 0.01 * math.log10(depth) - 0.001 * width + 0.01 * math.log10(rate)
+
+    study.optimize(objective, n_trials=4)
+    name, trials = load_trials(url)
+    fig = drawers(url, name, trials)["optuna_slice"]()
+    panels = {ax.get_xlabel(): ax for ax in fig.axes if ax.get_xlabel()}
+    depth, width = panels["depth (layers)"], panels["width"]
+    assert depth.get_xscale() == "log" and panels["learning rate"].get_xscale() == "log"
+    fig.canvas.draw()
+    labels = [t.get_text() for t in depth.get_xticklabels()]
+    assert labels and all(re.fullmatch(r"\d+", text) for text in labels), labels
+    assert width.get_xscale() == "linear"
+    assert all(float(t).is_integer() for t in width.get_xticks())
+    bar = next(c.colorbar for ax in fig.axes for c in ax.collections if c.colorbar)
+    assert bar.ax.get_ylabel() == "trial number"
+    assert all(float(t).is_integer() for t in bar.get_ticks())
+    assert fig.get_suptitle() == "Slices of study 'deep'"
+    plt.close("all")
+
+
+def test_compared_studies_mark_diverged_trials_and_use_percent(tmp_path):
+    """optuna_compared coloured diverged trials (scored 0) by that 0, in the colour of
+    chance, and its scale ran 0-1 where the report gives percent."""
+    from analysis import optuna_compare
+    from analysis.optuna_study import load_study, trials_table
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for depth in (20, 100):
+        diverged(depth_study(url, depth, -2.0), count=1)
+    studies = {}
+    for name in ("bias_lr_highway_fc_mnist_depth20", "bias_lr_highway_fc_mnist_depth100"):
+        study = load_study(url, name)
+        studies[name] = (optuna_compare.study_setting(study), trials_table(study))
+    figure = optuna_compare.figure(studies)
+    panel = figure.axes[0]
+    coloured = [c for c in panel.collections if c.get_array() is not None]
+    low, high = coloured[0].get_clim()
+    assert 50 < low <= high <= 100  # percent, over the trained trials only
+    crosses = [c for c in panel.collections if c.get_array() is None and len(c.get_offsets())
+               and c.get_facecolors().size and tuple(c.get_facecolors()[0][:3]) == (0.55,) * 3]
+    assert sum(len(c.get_offsets()) for c in crosses) == 2
+    legend = [t.get_text() for t in panel.get_legend().get_texts()]
+    assert "diverged or failed, scored 0 (2 trials)" in legend
+    bar = next(ax for ax in figure.axes if ax.get_ylabel() == "best val accuracy (%)")
+    assert bar is not None
+    plt.close("all")
+
+
+@pytest.mark.parametrize("biases, verdict", [
+    ([-12.171, -12.161], "depth 20: -12.2, depth 100: -12.2: equal at every depth (to the "
+                         "precision shown)"),
+    ([-3.0, -12.171, -12.161], "depth 20: -3, depth 100: -12.2, depth 1000: -12.2: never less "
+                               "negative with depth, but equal at depths 100 and 1000 (to the "
+                               "precision shown)"),
+    ([-3.0, -6.0, -12.161], "more negative at every deeper depth"),
+    ([-12.0, -6.0, -3.04], "less negative at every deeper depth"),
+])
+def test_the_depth_answer_compares_the_biases_it_prints(biases, verdict):
+    """-12.171 then -12.161 printed as -12.2 twice and was called "less negative at every
+    deeper depth"."""
+    from analysis import optuna_compare
+
+    table = pd.DataFrame({"model": "highway_fc", "depth": [20, 100, 1000][:len(biases)],
+                          "best_carry_bias": biases})
+    answer = optuna_compare.depth_answer(table)
+    assert verdict in answer
+    if "equal" in verdict:
+        assert "less negative at every" not in answer
