@@ -57,6 +57,7 @@ def task_setup(runs: pd.DataFrame) -> dict:
     k, width, test = config["data"]["k"], config["width"], config["data"]["test_size"]
     bound = shallow_bound(width, k)
     return {"k": k, "width": width, "test_size": test, "bound": bound,
+            "kinks": config["model"].get("kinks"),
             "mark": bound + 3 * math.sqrt(bound * (1 - bound) / test)}
 
 
@@ -114,6 +115,22 @@ def deep_question(table: pd.DataFrame) -> pd.DataFrame:
     deep = table[(table["family"] == "highway") & (table["depth"] == DEEP_DEPTH)]
     deep = deep[deep["carry_bias"].isin(DEEP_BIASES)].sort_values("val_mean", ascending=False)
     return deep.drop_duplicates("carry_bias").sort_values("carry_bias").reset_index(drop=True)
+
+
+def shut_gates(table: pd.DataFrame, width, kinks) -> pd.DataFrame:
+    """Mean test accuracy per learning rate (rows) of the one-hidden-layer net of the deep
+    nets' width and kinks, beside highway nets at the most negative carry bias of
+    DEEP_BIASES at every depth (columns): a net whose gates stay shut is that shallow net."""
+    bias = min(DEEP_BIASES)
+    highway = table[(table["family"] == "highway") & (table["carry_bias"] == bias)]
+    columns = {f"depth {int(depth)}": group.set_index(LR)["test_mean"]
+               for depth, group in highway.groupby("depth")}
+    if "width" in table and "model.kinks" in table:
+        shallow = table[(table["family"] == "shallow") & (table["width"] == width)
+                        & (table["model.kinks"] == kinks)]
+        if len(shallow):
+            columns = {"one hidden layer": shallow.set_index(LR)["test_mean"], **columns}
+    return pd.DataFrame(columns).rename_axis(LR)
 
 
 def lesion_depth(runs: pd.DataFrame, lesions: pd.DataFrame, mark: float) -> pd.DataFrame:

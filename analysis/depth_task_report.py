@@ -59,11 +59,17 @@ def draw(study: Study):
                                            sharey=True, layout="constrained")
     colors = dict(zip(dt.KNOBS, sns.color_palette("colorblind", len(dt.KNOBS))))
     deep = picked[picked["family"].isin(["highway", "residual", "plain"])]
-    for family, group in deep.groupby("family"):
+    grid = deep[deep["depth"] != dt.DEEP_DEPTH]
+    for family, group in grid.groupby("family"):
         group = group.sort_values("depth")
         deep_ax.errorbar(group["depth"].astype(float), 100 * group["rate"],
                          yerr=_errors(group), marker="o", capsize=3, color=colors[family],
                          label=family)
+    # depth_task_deep tries two settings, not the grid's: a point apart, not a line's end
+    for family, group in deep[deep["depth"] == dt.DEEP_DEPTH].groupby("family"):
+        deep_ax.errorbar(group["depth"].astype(float), 100 * group["rate"],
+                         yerr=_errors(group), marker="D", linestyle="none", capsize=3,
+                         color=colors[family], label=f"{family}, {_setting(group.iloc[0])}")
     depths = sorted(int(d) for d in deep["depth"].dropna().unique())
     deep_ax.set_xscale("log")
     deep_ax.set_xticks(depths, [str(d) for d in depths])
@@ -115,7 +121,7 @@ def write(study: Study, figures: dict, out: Path) -> str:
         "\n### Each family at its best setting (picked on validation)\n",
         _best_table(picked),
         "\n### The 1000-layer question\n",
-        _deep_text(cells, picked),
+        _deep_text(cells, picked, setup),
         "\n### Is the depth used? (lesions of the highway runs that beat the bound, any "
         "setting)\n",
         _lesion_table(lesion),
@@ -140,7 +146,7 @@ def _best_table(picked: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _deep_text(cells: pd.DataFrame, picked: pd.DataFrame) -> str:
+def _deep_text(cells: pd.DataFrame, picked: pd.DataFrame, setup: dict) -> str:
     deep = dt.deep_question(cells)
     if deep.empty:
         return (f"Not run: `{COMMAND.format('depth_task_deep')}` trains depth "
@@ -153,6 +159,22 @@ def _deep_text(cells: pd.DataFrame, picked: pd.DataFrame) -> str:
     for _, row in shallow.iterrows():
         lines.append(f"| one hidden layer | {_setting(row)} | {row['beat']} of {row['runs']} | "
                      f"{100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
+    return "\n".join(lines) + "\n" + _shut_table(cells, setup)
+
+
+def _shut_table(cells: pd.DataFrame, setup: dict) -> str:
+    """Highway nets at carry bias -20, every depth, beside the shallow net they start as."""
+    shut = dt.shut_gates(cells, setup["width"], setup["kinks"])
+    if shut.empty:
+        return ""
+    lines = [f"\nMean test accuracy at carry bias {min(dt.DEEP_BIASES):g}, every depth, beside "
+             f"the one-hidden-layer net of width {setup['width']} with the same input layer "
+             f"(kinks {setup['kinks']}):\n",
+             "| rate | " + " | ".join(shut.columns) + " |",
+             "|---" * (len(shut.columns) + 1) + "|"]
+    for rate, row in shut.iterrows():
+        lines.append(f"| {rate:g} | " + " | ".join(
+            "not run" if pd.isna(value) else f"{100 * value:.1f}%" for value in row) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -28,6 +28,7 @@ def task_run(folder, model, depth, bias, seed, test, val, lr, gates=(), lesion=N
     cfg["data"].update(name="tent", k=4, centred=True, test_size=4000)
     cfg["optimizer"]["learning_rate"] = lr
     cfg["width"] = 8
+    cfg["model"]["kinks"] = "spread"
     for key, value in config.items():
         section, _, name = key.rpartition(".")
         (cfg[section] if section else cfg)[name] = value
@@ -55,6 +56,7 @@ def fabricate(root):
         run("shallow", 1, -2, seed, 0.60, 0.60, 0.01, **{"model.kinks": "spread"})
         run("shallow", 1, -2, seed, 0.97, 0.97, 0.01, width=64, **{"model.kinks": "spread"})
         run("shallow", 1, -2, seed, 0.58, 0.58, 0.01, **{"model.kinks": "bias_init"})
+        run("shallow", 1, -2, seed, 0.555, 0.555, 0.003, **{"model.kinks": "spread"})
     run("highway_fc", 5, -2, 0, 0.95, 0.95, 0.003, **{"data.centred": False})  # old task
 
 
@@ -107,6 +109,10 @@ def test_the_section_answers_the_deep_question_and_the_lesions(analysed):
     assert f"pass {100 * BOUND:.2f}%" in text and f"passes {100 * MARK:.1f}%" in text
     assert "| highway, depth 1000 | carry_bias -20, rate 0.003 | 0 of 10 | 56.0 ± 0.0% |" in text
     assert "| one hidden layer | width 8, kinks spread, rate 0.01 | 0 of 10 |" in text
+    # Gates shut at -20: each depth beside the shallow net of the same input layer, per rate.
+    assert "| rate | one hidden layer | depth 5 | depth 1000 |" in text
+    assert "| 0.003 | 55.5% | 55.0% | 56.0% |" in text
+    assert "| 0.01 | 60.0% | not run | not run |" in text
     lesions = pd.read_csv(analysed / "depth_task_lesions.csv").iloc[0]
     # Against final validation 0.95: layer 0 costs 35 points, layer 2 15, layer 1 2.
     assert (lesions["depth"], lesions["runs"], lesions["layers_needed_max"]) == (5, 7, 2)

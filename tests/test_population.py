@@ -324,6 +324,8 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
     for run in runs:
         assert record.read_summary(run).status == "completed"
         assert (run / ".hydra" / "config.yaml").exists() and len(record.read_metrics(run)) == 2
+        assert not (run / ".run.lock").exists()  # removed by the member's last release
+    assert not (sweep / ".sweep.lock").exists()
     multirun = json.loads(json.dumps(sorted(p.name for p in runs)))
     assert sum("model=highway_fc" in name for name in multirun) == 4
 

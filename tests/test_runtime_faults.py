@@ -248,13 +248,14 @@ def test_a_second_sweep_into_a_busy_folder_exits_1(tmp_path, args):
     held = sweep_lock(sweep)  # another sweep works there
     try:
         result = hs(tmp_path, *args, "hydra.sweep.dir=sweep")
+        assert [p.name for p in sweep.iterdir()] == [SWEEP_LOCK_FILE]  # no progress, no runs
     finally:
         held.release()
     assert result.returncode == 1, result.stderr[-3000:]
     assert lines(result.stderr) == [
         "hydra.sweep.dir=sweep is in use by another sweep that is still running: wait for it "
         "to end, or give this sweep another folder (e.g. hydra.sweep.dir=sweep_2)."]
-    assert [p.name for p in sweep.iterdir()] == [SWEEP_LOCK_FILE]  # no progress, no runs
+    assert list(sweep.iterdir()) == []  # the holder's file went with its release
 
 
 def test_two_sweeps_started_together_keep_their_counts_apart(tmp_path):

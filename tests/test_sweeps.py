@@ -391,4 +391,5 @@ def test_a_lock_left_by_a_killed_process_is_stale(tmp_path):
         holder.wait(timeout=60)
     assert (tmp_path / LOCK_FILE).exists()  # the file stays; its lock died with the process
     with run_lock(tmp_path):
-        pass
+        assert (tmp_path / LOCK_FILE).exists()
+    assert not (tmp_path / LOCK_FILE).exists()  # a process that ends normally leaves none

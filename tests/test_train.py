@@ -33,6 +33,7 @@ def test_cli_run_writes_complete_run_record(run_cli, tmp_path):
     assert "data: generated Gaussian clusters (seed 0)" in result.stdout + result.stderr
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert (tmp_path / ".hydra" / "config.yaml").exists()
+    assert not (tmp_path / ".run.lock").exists()  # a finished folder holds its results only
 
 
 def test_training_learns_synthetic_data_and_records_threshold(tmp_path):

@@ -3,8 +3,10 @@
 The same command started twice, or two sweeps into one folder, would otherwise append every
 epoch twice to metrics.jsonl, fight over the checkpoint and mix their counts in
 progress.jsonl. The locks are the operating system's (filelock's FileLock: flock on POSIX),
-so a lock is held only while its process lives: a lock file left by a finished or killed
-process is stale and harmless, and the next run takes it over.
+so a lock is held only while its process lives: a lock file left by a killed process is
+stale and harmless, and the next run takes it over. A process that ends normally removes its
+lock file while it still holds the lock, so a finished folder holds only its results;
+filelock (4.x) notices a file removed under a waiting peer and takes a fresh one.
 """
 
 from __future__ import annotations
@@ -16,17 +18,27 @@ from filelock import FileLock, Timeout
 
 LOCK_FILE = ".run.lock"
 SWEEP_LOCK_FILE = ".sweep.lock"
+RETAKE_SECONDS = 0.5
 
 
 class RunLocked(RuntimeError):
     """Another live process works in the run folder; the message is one sentence."""
 
 
+class _FolderLock(FileLock):
+    """A FileLock whose last release removes its file first, while still held."""
+
+    def release(self, force: bool = False) -> None:
+        if self.is_locked and (force or self.lock_counter == 1):
+            Path(self.lock_file).unlink(missing_ok=True)
+        super().release(force=force)
+
+
 def _take(folder: Path, name: str) -> FileLock | None:
     """The lock file `name` in `folder` (made if missing), taken at once; None when another
-    live process holds it."""
+    live process holds it. A short wait covers a peer removing the file as it ends."""
     folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / name), timeout=0)
+    lock = _FolderLock(str(folder / name), timeout=RETAKE_SECONDS)
     try:
         lock.acquire()
     except Timeout:
