@@ -49,22 +49,17 @@ from highway_study.runtime.threads import job_threads, limit_threads, op_threads
 register_configs()
 
 
-def _register_population_launcher() -> None:
-    """Hydra finds launchers by walking the hydra_plugins namespace, which cannot see into
-    an editable install: register the population launchers' classes by hand (a regular
-    install is found by the walk, and registering twice is harmless)."""
-    from hydra.core.plugins import Plugins
-    from hydra_plugins.highway_study_population import PopulationLauncher
-    from hydra_plugins.highway_study_population.cluster import (
-        PopulationLocalLauncher,
-        PopulationSlurmLauncher,
-    )
-
-    for launcher in (PopulationLauncher, PopulationSlurmLauncher, PopulationLocalLauncher):
-        Plugins.instance()._register(launcher)
+def _expose_population_launchers() -> None:
+    """Hydra finds launchers by walking the `hydra_plugins` namespace on sys.path. An
+    installed wheel has ours there; an editable install maps it through an import hook the
+    walk cannot read, so the source tree's plugin root joins sys.path (the same files, so
+    one module either way) and Hydra's own discovery finds the launchers."""
+    root = Path(__file__).parent / "runtime" / "plugins"
+    if (root / "hydra_plugins").is_dir() and str(root) not in sys.path:
+        sys.path.append(str(root))
 
 
-_register_population_launcher()
+_expose_population_launchers()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://highway_study.conf", config_name="config")

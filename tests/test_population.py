@@ -349,6 +349,23 @@ def test_population_local_launcher_trains_each_group_as_one_submitit_task(tmp_pa
     assert "training 2 runs as one population" in logs
 
 
+def test_hydra_discovers_the_population_launchers_itself(tmp_path):
+    """Hydra's public discovery (its walk of the hydra_plugins namespace) finds the three
+    launchers once `python -m highway_study` is loaded, in this editable install too: no
+    class is registered by hand."""
+    code = ("import highway_study.__main__; from hydra.core.plugins import Plugins; "
+            "from hydra.plugins.launcher import Launcher; print(*(c.__module__ + '.' + "
+            "c.__name__ for c in Plugins.instance().discover(Launcher)))")
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert found.returncode == 0, found.stderr[-2000:]
+    names = found.stdout.split()
+    for launcher in ("PopulationLauncher", "cluster.PopulationLocalLauncher",
+                     "cluster.PopulationSlurmLauncher"):
+        assert f"hydra_plugins.highway_study_population.{launcher}" in names
+    assert names.count("hydra_plugins.highway_study_population.PopulationLauncher") == 1
+
+
 def test_launchers_are_told_apart_by_class_not_by_name():
     """A launcher subclassed under another name keeps the population's threads and checks."""
     from highway_study.runtime import launchers, threads
