@@ -99,13 +99,16 @@ def cells(runs: pd.DataFrame, mark: float) -> pd.DataFrame:
 
 def best(table: pd.DataFrame) -> pd.DataFrame:
     """Per family and depth (per width too for shallow nets), the cell with the highest mean
-    best validation accuracy: the setting a user tuning on validation data would pick."""
+    best validation accuracy: the setting a user tuning on validation data would pick.
+    `settings` counts the cells it was picked from, so a grid still running shows."""
     keys = ["family", "depth"]
     table = table.assign(group_width=table.get("width")).sort_values("val_mean",
                                                                      ascending=False)
+    group = keys + ["group_width"]
+    table["settings"] = table.groupby(group, dropna=False)["val_mean"].transform("size")
     shallow = table["family"] == "shallow"
     picked = pd.concat([table[~shallow].drop_duplicates(keys),
-                        table[shallow].drop_duplicates(keys + ["group_width"])])
+                        table[shallow].drop_duplicates(group)])
     return picked.drop(columns="group_width").sort_values(
         keys + (["width"] if "width" in picked else [])).reset_index(drop=True)
 
@@ -135,18 +138,26 @@ def shut_gates(table: pd.DataFrame, width, kinks) -> pd.DataFrame:
 
 def lesion_depth(runs: pd.DataFrame, lesions: pd.DataFrame, mark: float) -> pd.DataFrame:
     """Per highway depth, over the runs that beat `mark`: how many layers each needs (shutting
-    that layer's gate alone costs NEEDED_DROP or more) and the largest single-layer cost."""
+    that layer's gate alone costs NEEDED_DROP or more), where they sit (layers counted from
+    1 at the input: the mean position of a needed layer as a share of the depth, and the
+    deepest needed layer) and the largest single-layer cost."""
     winners = runs[(runs["family"] == "highway") & (runs["test_accuracy"] > mark)]
     found = lesions.merge(winners[["run", "depth"]], on="run")
     rows = []
     for depth, group in found.groupby("depth"):
         per_run = group.groupby("run")["accuracy_drop"]
         needed = per_run.apply(lambda drops: int((drops >= NEEDED_DROP).sum()))
+        used = group[group["accuracy_drop"] >= NEEDED_DROP]
         rows.append({"depth": depth, "runs": per_run.ngroups,
                      "layers_needed_mean": needed.mean(), "layers_needed_max": needed.max(),
+                     "needed_position_mean": ((used["layer"] + 1) / depth).mean(),
+                     "deepest_needed_mean": (used.groupby("run")["layer"].max() + 1).mean(),
                      "largest_drop_mean": per_run.max().mean()})
-    return pd.DataFrame(rows, columns=["depth", "runs", "layers_needed_mean",
-                                       "layers_needed_max", "largest_drop_mean"])
+    return pd.DataFrame(rows, columns=LESION_COLUMNS)
+
+
+LESION_COLUMNS = ["depth", "runs", "layers_needed_mean", "layers_needed_max",
+                  "needed_position_mean", "deepest_needed_mean", "largest_drop_mean"]
 
 
 def gate_use(runs: pd.DataFrame, gates: pd.DataFrame, mark: float) -> pd.DataFrame:

@@ -136,11 +136,12 @@ def _setting(row) -> str:
 
 
 def _best_table(picked: pd.DataFrame) -> str:
-    lines = ["| family | depth | setting | seeds | beat the bound | 95% interval | "
-             "test accuracy |", "|---|---|---|---|---|---|---|"]
+    lines = ["| family | depth | setting | settings compared | seeds | beat the bound | "
+             "95% interval | test accuracy |", "|---|---|---|---|---|---|---|---|"]
     for _, row in picked.iterrows():
         lines.append(
-            f"| {row['family']} | {row['depth']} | {_setting(row)} | {row['runs']} | "
+            f"| {row['family']} | {row['depth']} | {_setting(row)} | {row['settings']} | "
+            f"{row['runs']} | "
             f"{row['beat']} of {row['runs']} | {100 * row['low']:.0f}-{100 * row['high']:.0f}% "
             f"| {100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
     return "\n".join(lines) + "\n"
@@ -187,11 +188,14 @@ def deep_width(cells: pd.DataFrame):
 def _lesion_table(lesion: pd.DataFrame) -> str:
     if lesion.empty:
         return "No highway run beat the bound with lesions recorded.\n"
-    lines = ["| depth | runs | layers needed (mean, most) | largest single-layer cost |",
-             "|---|---|---|---|"]
+    lines = ["| depth | runs | layers needed (mean, most) | mean position of a needed layer | "
+             "deepest needed layer (mean) | largest single-layer cost |",
+             "|---|---|---|---|---|---|"]
     for _, row in lesion.iterrows():
         lines.append(f"| {int(row['depth'])} | {int(row['runs'])} | "
                      f"{row['layers_needed_mean']:.1f}, {int(row['layers_needed_max'])} | "
+                     f"{100 * row['needed_position_mean']:.0f}% of the depth | "
+                     f"{row['deepest_needed_mean']:.1f} | "
                      f"{100 * row['largest_drop_mean']:.1f} points |")
     return "\n".join(lines) + f"\n\nA layer is *needed* when shutting its gate alone costs " \
-        f"{100 * dt.NEEDED_DROP:.0f} points or more.\n"
+        f"{100 * dt.NEEDED_DROP:.0f} points or more; layers count from 1 at the input.\n"

@@ -99,7 +99,9 @@ def test_each_family_is_picked_on_validation_and_reported_on_test(analysed):
     best = pd.read_csv(analysed / "depth_task_best.csv")
     highway = best[(best["family"] == "highway") & (best["depth"] == 5)].iloc[0]
     assert (highway["carry_bias"], highway[dt.LR], highway["beat"]) == (-2, 0.003, 7)
+    assert highway["settings"] == 3  # -2 at 0.003 and 0.01, -20 at 0.003
     shallow = best[best["family"] == "shallow"].set_index("width")
+    assert shallow.loc[8, "settings"] == 3 and shallow.loc[64, "settings"] == 1
     assert shallow.loc[8, "beat"] == 0 and shallow.loc[64, "beat"] == 10
     assert shallow.loc[8, "model.kinks"] == "spread"  # 60% on validation against 58%
 
@@ -116,5 +118,7 @@ def test_the_section_answers_the_deep_question_and_the_lesions(analysed):
     lesions = pd.read_csv(analysed / "depth_task_lesions.csv").iloc[0]
     # Against final validation 0.95: layer 0 costs 35 points, layer 2 15, layer 1 2.
     assert (lesions["depth"], lesions["runs"], lesions["layers_needed_max"]) == (5, 7, 2)
+    assert lesions["needed_position_mean"] == pytest.approx((1 / 5 + 3 / 5) / 2)  # layers 1, 3
+    assert lesions["deepest_needed_mean"] == 3
     assert (analysed / "figures" / "depth_task_success.png").stat().st_size > 10_000
     assert "## The depth task" in (analysed / "report.md").read_text()
