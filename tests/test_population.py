@@ -316,6 +316,14 @@ def test_the_population_launcher_runs_a_grid_and_writes_every_record(tmp_path):
     assert output.count(": completed, best val acc") == 8
     assert "TensorFlow threads in this job: 1 per op" in output  # parts side by side
     assert "8/8 runs done, 0 failed" in output
+    leads, shown = [], 0  # each population's running best never goes down
+    for line in output.splitlines():
+        if "population of" in line:
+            leads.append([])
+        elif "best val acc so far" in line:
+            leads[-1].append(float(line.split("so far")[1].split("%")[0]))
+            shown += 1
+    assert shown >= 4 and all(lead == sorted(lead) for lead in leads)
     assert "Nothing was trained" not in output  # the population's runs count as trained
     progress = [json.loads(line) for line in (sweep / "progress.jsonl").read_text().splitlines()]
     assert not [event for event in progress if event.get("skipped")]

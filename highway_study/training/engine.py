@@ -426,10 +426,19 @@ def _end_epoch(engine, members, alive_at_start, sums, epoch, step, seconds, verb
                 row["epoch"], row["step"], _fmt(row["train_loss"]),
                 _pct(row["train_accuracy"]), _fmt(row["val_loss"]),
                 _pct(row["val_accuracy"]), seconds)
-    elif best is not None:
-        log.log(level, "epoch %d  step %d  %d of %d training  best val acc %s (%s)  %.1f s",
-                epoch + 1, step, sum(m.alive for m in members), len(members),
-                _pct(float(val_acc[best])), members[best].run_dir.name, seconds)
+    elif trained:  # the leader so far, so the number never goes down between lines
+        leader = max(trained, key=lambda k: best_so_far(members[k].history))
+        log.log(level, "epoch %d  step %d  %d of %d training  best val acc so far %s (%s)  "
+                "%.1f s", epoch + 1, step, sum(m.alive for m in members), len(members),
+                _pct(best_so_far(members[leader].history)), members[leader].run_dir.name,
+                seconds)
+
+
+def best_so_far(history: list[dict]) -> float:
+    """A member's best validation accuracy over the epochs recorded (0 before any, or if
+    not a number: a diverged member never leads)."""
+    best = record.progress(history)["best_val_accuracy"]
+    return best if best is not None and math.isfinite(best) else 0.0
 
 
 def _summaries(engine, members, params, kernel, why) -> list[record.Summary]:
