@@ -66,6 +66,10 @@ def budget_heatmaps(runs: pd.DataFrame, budgets: list[int]) -> plt.Figure:
                                       (1.6 + min(0.4 * rows, 10)) * len(models) * chunks),
                              layout="constrained")
 
+    # One colour scale for every panel, spanning the data (0-100 painted 87% and 99% alike).
+    low, high = plots.data_range(pd.concat(
+        [100 * pd.to_numeric(runs[budget_column(b)], errors="coerce") for b in kept]))
+
     def label(cell):
         return "" if digits is None else f"{100 * cell['mean']:.{digits}f}"
 
@@ -89,7 +93,7 @@ def budget_heatmaps(runs: pd.DataFrame, budgets: list[int]) -> plt.Figure:
             cells = tables.cells(_without_step_zero(part, budget), budget_column(budget))
             last = k % per_row == per_row - 1 or k == len(kept) - 1
             plots.grid_panel(ax, cells, lambda c: 100 * c["mean"], label, mark,
-                             dict(vmin=0, vmax=100, cmap="viridis"),
+                             dict(vmin=low, vmax=high, cmap="viridis"),
                              "validation accuracy (%)" if last else None,
                              fontsize=fontsize)
             ax.set_title(f"{model}: {_read_title(part, budget)}", fontsize=9)

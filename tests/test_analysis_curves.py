@@ -174,6 +174,12 @@ def test_budget_heatmaps_name_the_step_they_read(analysed):
     figure = step_plots.budget_heatmaps(runs, [250, 1000])
     titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
     assert titles == ["highway_fc: after 200 steps\n(budget 250)", "highway_fc: after 1,000 steps"]
+    # every panel on one colour scale, spanning the accuracies read, not 0-100
+    read = 100 * pd.concat([runs["accuracy_after_250"], runs["accuracy_after_1000"]])
+    limits = {ax.collections[0].get_clim() for ax in figure.axes if ax.get_title()}
+    assert len(limits) == 1
+    (low, high), = limits
+    assert low == pytest.approx(read.min()) and high == pytest.approx(read.max())
     step_plots.plt.close("all")
 
 
