@@ -98,8 +98,11 @@ def accuracy_vs_depth(runs: pd.DataFrame) -> plt.Figure:
     _log_x_if_wide(ax, data["depth"])
     lost = int((runs["status"] != "completed").sum())
     note = f" ({lost} diverged/failed runs not shown)" if lost else ""
-    ax.set(xlabel="depth (layers)", ylabel="test accuracy (%)", ylim=(0, 100),
-           title="Test accuracy vs depth" + note)
+    low, high = ax.get_ylim()  # fitted to the data (a 0-100 axis drew 97.5 and 97.8 as one)
+    if high - low < 2:  # equal values: a two-point window, not rounding noise
+        low, high = (low + high) / 2 - 1, (low + high) / 2 + 1
+    ax.set(xlabel="depth (layers)", ylabel="test accuracy (%)",
+           ylim=(max(low, 0.0), min(high, 100.0)), title="Test accuracy vs depth" + note)
     _legend(ax, len(order), None)
     fig.tight_layout()
     return fig

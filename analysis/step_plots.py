@@ -239,6 +239,7 @@ def gate_dynamics(gate_points: pd.DataFrame, run: str, title: str) -> plt.Figure
     run; a log colour scale when the values span more than two decades."""
     table = gate_points[gate_points["run"] == run].pivot_table(
         index="layer", columns="step", values="gate_activity", aggfunc="mean")
+    table.columns = [int(step) for step in table.columns]  # "120", not "120.0"
     values = table.to_numpy()
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)

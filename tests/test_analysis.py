@@ -464,4 +464,6 @@ def test_accuracy_vs_depth_ticks_the_depths_run_by_number(tmp_path):
     ax = plots.accuracy_vs_depth(collect([narrow]).runs).axes[0]
     assert ax.get_xscale() == "linear"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4"]
+    low, high = ax.get_ylim()  # fitted around 90%, not 0-100
+    assert 80 < low < 90 < high < 100
     plots.plt.close("all")

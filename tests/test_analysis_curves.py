@@ -262,3 +262,14 @@ def test_budget_heatmaps_print_readable_numbers_at_page_width(biases, depths, pr
         shown = [t.get_position()[0] for t in ax.get_xticklabels()]  # the visible ones
         assert len(set(np.diff(shown).round(6))) <= 1 and len(shown) >= min(biases, 10)
     step_plots.plt.close("all")
+
+
+def test_gate_dynamics_names_steps_as_whole_numbers():
+    """The step axis read "0.0 120.0 240.0": steps are counted, not measured."""
+    from analysis import step_plots
+
+    points = pd.DataFrame({"run": "r", "layer": [0, 0, 1, 1], "step": [0.0, 120.0, 0.0, 120.0],
+                           "gate_activity": [0.1, 0.2, 0.1, 0.3]})
+    ax = step_plots.gate_dynamics(points, "r", "one run").axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "120"]
+    step_plots.plt.close("all")
