@@ -399,6 +399,46 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
         # CPU over wall seconds (the tiny windows here are too short to bound it tightly)
         assert row["new_cores_busy"] >= 0 and row["old_cores_busy"] >= 0
     assert saved["estimate"]["old_s"] > 0 and saved["estimate"]["new_s"] > 0
+    # the arithmetic limit, measured in the same run, and each column against it
+    assert len(saved["meta"]["matmul_gflops"]) == 2 and min(saved["meta"]["matmul_gflops"]) > 0
+    assert "share of the limit" in result.stdout and "(the arithmetic limit)" in result.stdout
+    assert "CPU: " in result.stdout and saved["meta"]["vectors"]
+    row = saved["rows"][0]
+    assert row["new_gflops"] == pytest.approx(
+        row["new_member_steps_per_s"] * (12 * 50 * 36 * 3 + 6 * 50 * 6 * 794) / 1e9)
+    assert "x the limit" in result.stdout.split("(the arithmetic limit)")[1]
+
+
+def test_the_protocols_matmuls_are_about_310_tflop():
+    """210 runs x 5,000 steps, batch 50, width 50, depths 1 to 1000: the issue's ~310 TFLOP
+    (12 B W^2 per highway layer and step, forward and backward, plus the layers in and out)."""
+    from highway_study.bench import limit
+    from highway_study.bench.sweep import PROTOCOL_DEPTHS
+
+    total = limit.protocol_flops(PROTOCOL_DEPTHS, 21, 5000, 50, 50)
+    assert total == pytest.approx(21 * 5000 * (1.5e6 * 1888 + 10 * 6 * 50 * 50 * 794))
+    assert 305e12 < total < 315e12
+
+
+@pytest.mark.parametrize("cpuinfo, expected", [
+    ("model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx avx2 fma\n",
+     ("AMD EPYC 9R14", "AVX2 (256 bits)")),
+    ("model name\t: Intel Xeon\nflags\t\t: sse2 avx avx2 avx512f avx512bw\n",
+     ("Intel Xeon", "AVX512F (512 bits)")),
+    ("processor\t: 0\nFeatures\t: fp asimd evtstrm aes\nCPU implementer\t: 0x41\n",
+     ("unknown CPU", "ASIMD (128 bits)")),
+    ("", ("unknown CPU", "no vector extension named")),
+])
+def test_the_cpu_and_its_widest_vectors_are_read_from_cpuinfo(cpuinfo, expected):
+    from highway_study.bench import limit
+
+    assert limit.describe_cpu(cpuinfo) == expected
+
+
+def test_the_matmul_rate_is_a_rate():
+    from highway_study.bench import limit
+
+    assert limit.matmul_rate(size=128, repeats=2) > 1e6  # FLOP/s: any CPU does 1 MFLOP/s
 
 
 def test_cores_busy_is_cpu_time_over_wall_time_of_a_window():

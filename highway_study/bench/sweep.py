@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 
+from highway_study.bench import limit
 from highway_study.bench.benchmark import CellProcess, require_positive
 
 PROTOCOL_DEPTHS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
@@ -102,6 +103,10 @@ def measure_depth(depth: int, args) -> dict:
             fit_steps_per_s_per_job=statistics.mean(row["steps_per_s"] for row in fit_rows),
             fit_build_first_step_s=statistics.mean(r["build_first_step_s"] for r in fit_rows))
     result["speedup"] = result["new_member_steps_per_s"] / result["old_member_steps_per_s"]
+    flops = limit.flops_per_member_step(depth, args.width, args.batch_size)
+    result.update(flops_per_member_step=flops,
+                  old_gflops=result["old_member_steps_per_s"] * flops / 1e9,
+                  new_gflops=result["new_member_steps_per_s"] * flops / 1e9)
     return result
 
 
@@ -119,7 +124,27 @@ def protocol_estimate(rows: list[dict], runs_per_depth: int, steps: int) -> dict
     return {"old_s": alone("old"), "new_s": new, "fit_s": fit}
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], limit_gflops: float | None = None) -> str:
+    """One row per depth; with the machine's matmul rate, each path's GFLOP/s and its share
+    of that rate."""
+    table = _speed_table(rows)
+    if limit_gflops is None:
+        return table
+    lines = table.splitlines()
+    lines[0] += (" GFLOP/s: runs / population | share of the limit "
+                 f"({limit_gflops:.0f} GFLOP/s): runs / population |")
+    lines[1] += "---|---|"
+    for i, row in enumerate(rows, start=2):
+        if "error" in row:
+            lines[i] += " | |"
+            continue
+        lines[i] += (f" {row['old_gflops']:.1f} / {row['new_gflops']:.1f} | "
+                     f"{100 * row['old_gflops'] / limit_gflops:.0f}% / "
+                     f"{100 * row['new_gflops'] / limit_gflops:.0f}% |")
+    return "\n".join(lines)
+
+
+def _speed_table(rows: list[dict]) -> str:
     first = next((r for r in rows if "error" not in r), {})
     compared = [("groups_member_steps_per_s", count, f"population in {count} parts")
                 for count in first.get("groups_member_steps_per_s", {})]
@@ -198,16 +223,39 @@ def parse_args(argv=None):
     return args
 
 
+def limit_text(args, estimate: dict, rate: float, cpu: tuple[str, str]) -> str:
+    """The protocol's FLOPs, the arithmetic limit in minutes at `rate` (FLOP/s) and each
+    column's estimate as a multiple of it."""
+    flops = limit.protocol_flops(args.depths, args.members, args.protocol_steps, args.width,
+                                 args.batch_size)
+    floor = flops / rate
+    lines = [f"CPU: {cpu[0]}, {cpu[1]}, {os.cpu_count()} logical CPUs. Largest float32 "
+             f"matmul rate ({limit.LIMIT_SIZE}^3, best of {limit.LIMIT_REPEATS}, all cores): "
+             f"{rate / 1e9:.0f} GFLOP/s.",
+             f"The protocol's matmuls: {flops / 1e12:.0f} TFLOP; at that rate "
+             f"{floor / 60:.1f} min (the arithmetic limit)."]
+    for key, label in (("old_s", "one run per process"), ("new_s", "populations"),
+                       ("fit_s", "Keras fit, one run per process")):
+        if estimate.get(key) is not None:
+            lines.append(f"{label}: {estimate[key] / 60:.0f} min, "
+                         f"{estimate[key] / floor:.1f}x the limit")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     started, load_before = time.time(), os.getloadavg()
+    cpu = limit.this_cpu()
+    rates = [limit.matmul_rate()]  # before and after the depths: the better of the two
     rows = []
     for depth in args.depths:
         rows.append(measure_depth(depth, args))
         print(f"# depth {depth}: " + (rows[-1].get("error") or
               f"{rows[-1]['speedup']:.2f}x"), file=sys.stderr, flush=True)
+    rates.append(limit.matmul_rate())
+    rate = max(rates)
     estimate = protocol_estimate(rows, args.members, args.protocol_steps)
-    print(markdown_table(rows))
+    print(markdown_table(rows, rate / 1e9))
     if estimate["old_s"] is not None:
         print(f"\nEstimated wall time of the protocol ({len(args.depths)} depths x "
               f"{args.members} runs x {args.protocol_steps} steps): one run per process "
@@ -216,9 +264,11 @@ def main(argv=None) -> int:
         if estimate.get("fit_s") is not None:
             print(f"One run per process with Keras fit (before the one engine), in the same "
                   f"windows: {estimate['fit_s'] / 60:.0f} min.")
+    print(limit_text(args, estimate, rate, cpu))
     meta = {"command": "python -m highway_study.benchmark_sweep " + " ".join(
                 argv if argv is not None else sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
+            "cpu": cpu[0], "vectors": cpu[1], "matmul_gflops": [r / 1e9 for r in rates],
             "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
             "wall_s": time.time() - started}
     print(f"load average before {load_before}, after {meta['load_avg_after']}; "
