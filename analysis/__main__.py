@@ -49,7 +49,7 @@ def analyse(folders, out: Path, args, optuna=None) -> str:
     """Collect, draw, write; return the one line that tells where everything went. `optuna`:
     the (name, trials table) of a study already loaded, instead of the one --study names."""
     from analysis import plots, report, tables  # heavy imports only after the checks
-    from analysis import depth_task_report, needs_depth_report, paper_fig1
+    from analysis.study import depth_task_report, needs_depth_report, paper_fig1
 
     names = _studies(args) if args.optuna and optuna is None else []
     if len(names) > 1:

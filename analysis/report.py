@@ -10,10 +10,11 @@ import math
 
 import pandas as pd
 
-from analysis import shortcuts, tables
+from analysis import tables
 from analysis.collect import KEY_COLUMNS
 from analysis.markdown import figure_link
 from analysis.select import data_sets, data_sets_warning, pooled, pooled_warning, select
+from analysis.study import shortcuts
 from analysis.tables import number, percent
 from highway_study import catalog, convergence
 

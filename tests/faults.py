@@ -123,10 +123,10 @@ for _what, _command, _outcome, _test in [
      "`python -m analysis FOLDER`", "kept as `config.status`, ... in runs.csv",
      "test_analysis_mixtures.py::test_config_keys_named_like_result_columns_keep_their_values"),
     ("benchmark options out of range (`--depths 20 0`, `--variants fused`)",
-     "`python -m highway_study.benchmark --depths 20 0`", "exit 2 and one sentence",
+     "`python -m highway_study.bench.benchmark --depths 20 0`", "exit 2 and one sentence",
      "test_speed.py::test_benchmark_rejects_bad_options_in_one_sentence"),
     ("a benchmark cell that hangs past `--cell-timeout`",
-     "`python -m highway_study.benchmark ... --cell-timeout 0.5`",
+     "`python -m highway_study.bench.benchmark ... --cell-timeout 0.5`",
      "the cell is killed and named; the other results are still written; exit 1",
      "test_speed.py::test_benchmark_reports_a_dead_cell_and_still_writes_the_results"),
 ]:

@@ -11,8 +11,8 @@ import math
 import pandas as pd
 import pytest
 
-from analysis import depth_task as dt
 from analysis.__main__ import main
+from analysis.study import depth_task as dt
 from test_analysis import write_run
 
 BOUND = 0.8125  # separation.shallow_bound(8, 4)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analysis import needs_depth as nd
 from analysis.__main__ import main
 from analysis.collect import collect
+from analysis.study import needs_depth as nd
 from conftest import REPO
 from test_analysis import write_run
 
@@ -188,7 +188,7 @@ def test_a_deep_net_that_uses_its_layers_is_no_shallow_net(tmp_path):
 ])
 def test_every_other_outcome_says_which_half_of_the_prediction_fails(deep, used, shallow,
                                                                       words):
-    from analysis.needs_depth_report import _deep_verdict
+    from analysis.study.needs_depth_report import _deep_verdict
 
     answer = {"deep": {"learns": deep}, "shallow": {"learns": shallow},
               "most_layers_used": used, "uses_no_layer": used == 0,
@@ -215,7 +215,7 @@ def test_gates_of_learners_and_non_learners(runs, analysed):
 
 
 def test_the_two_grids_stand_side_by_side(analysed):
-    from analysis import needs_depth_plots
+    from analysis.study import needs_depth_plots
     from analysis.plots import plt
 
     folders, out, section = analysed
@@ -327,7 +327,7 @@ def test_a_bad_compare_ends_in_one_sentence(analysed, tmp_path, capsys, folder, 
 def test_gate_profiles_draw_the_median_run_per_layer():
     """On the log scale the line is the median run (a mean would be the open gate's alone)
     and its band the middle half of the runs, which stays above zero."""
-    from analysis import needs_depth_plots
+    from analysis.study import needs_depth_plots
 
     rows = [{"depth": 3, "group": group, "run": f"{group}{r}", "layer": layer,
              "gate_activity": value}
@@ -368,7 +368,8 @@ def test_the_gate_figure_compares_runs_within_the_same_cells(analysed):
 
 
 def test_grid_cells_no_run_filled_say_not_run_and_the_compared_panel_names_its_sources():
-    from analysis import needs_depth_report, plots
+    from analysis import plots
+    from analysis.study import needs_depth_report
 
     cells = pd.DataFrame({"depth": [2, 2, 10], "carry_bias": [-1.0, -2.0, -1.0],
                           "mean": [0.9, 0.8, 0.7], "sd": [0.0] * 3, "n": [1] * 3,

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from analysis import paper_fig1
 from analysis.__main__ import main
 from analysis.collect import collect
+from analysis.study import paper_fig1
 from test_analysis import config
 
 STEPS_PER_EPOCH = 400

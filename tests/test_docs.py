@@ -39,7 +39,7 @@ PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"),
 # docs/reliability.md lists bad input on purpose (each row's outcome is checked by the test
 # that declares it, tests/faults.py), so its commands are not expected to compose.
 COMMAND_PAGES = [page for page in PAGES if page.name != "reliability.md"]
-COMMAND = re.compile(r"(?:python3?|\$PY) -m ((?:highway_study|analysis)(?:\.\w+)?)\b(.*)")
+COMMAND = re.compile(r"(?:python3?|\$PY) -m ((?:highway_study|analysis)(?:\.\w+)*)\b(.*)")
 NEEDS_MNIST = re.compile(r"needs MNIST|HIGHWAY_STUDY_DATA=|data\.path=", re.IGNORECASE)
 NEEDS_SLURM = re.compile(r"needs Slurm", re.IGNORECASE)
 # Names that only point at the project's own places on a development machine.
@@ -51,7 +51,7 @@ NOT_FOR_READERS = re.compile(r"\bIssue \d+\b|device tool|search tool|this sessio
 class Documented:
     page: str
     line: int
-    module: str  # highway_study, highway_study.benchmark, analysis, ...
+    module: str  # highway_study, highway_study.bench.benchmark, analysis, ...
     args: list[str]
     context: str  # the command's own line(s), and the block or paragraph that introduces it
 
@@ -136,9 +136,9 @@ def by_module(*modules):
 
 def test_the_pages_hold_the_commands_this_guard_checks():
     modules = {c.module for c in COMMANDS}
-    assert {"highway_study", "analysis", "highway_study.benchmark",
-            "highway_study.benchmark_stack", "highway_study.storage", "analysis.study_times",
-            "analysis.study_state"} <= modules
+    assert {"highway_study", "analysis", "highway_study.bench.benchmark",
+            "highway_study.bench.stack", "highway_study.runtime.storage",
+            "analysis.study.study_times", "analysis.study_state"} <= modules
     pages = {c.page for c in COMMANDS}
     assert {"README.md", "docs/sweeps.md", "docs/analysis.md", "docs/conv.md",
             "docs/study/report.md", "docs/study/run_study.sh"} <= pages
@@ -213,7 +213,7 @@ def test_documented_run_and_sweep_commands_compose_and_validate(command):
         assert NEEDS_SLURM.search(command.context), f"{command} needs Slurm and does not say so"
 
 
-@by_module("highway_study.storage")
+@by_module("highway_study.runtime.storage")
 def test_documented_storage_commands_name_one_study(command):
     assert command.args[1:] == [] or set(command.args[1:]) <= {"minimize", "maximize"}, command
 
@@ -237,18 +237,19 @@ def test_documented_analysis_commands_parse(command):
         _parser().parse_args(command.args)  # argparse exits on an unknown option or bad value
 
 
-@by_module("analysis.study_times", "analysis.study_state")
+@by_module("analysis.study.study_times", "analysis.study_state")
 def test_documented_study_script_commands_parse(command):
     """The study's helpers (run_study.sh's Optuna state, the wall-time table): their own
     parsers take the documented arguments (shell variables stand for values)."""
-    from analysis import study_state, study_times
+    from analysis import study_state
+    from analysis.study import study_times
 
     parser = study_times.parser() if command.module.endswith("times") else study_state.parser()
     args = [arg.strip('")') for arg in command.args]
     parser.parse_args(["1" if arg.startswith("$") else arg for arg in args])
 
 
-@by_module("highway_study.benchmark", "highway_study.benchmark_stack")
+@by_module("highway_study.bench.benchmark", "highway_study.bench.stack")
 def test_documented_speed_commands_parse(command):
     from highway_study.bench import benchmark, stack
 
@@ -273,8 +274,8 @@ def test_every_option_the_pages_name_exists(page, section, options):
 def _speed_options() -> set[str]:
     """Every option of the speed tools, read from their --help."""
     options = set()
-    for module in ("highway_study.benchmark", "highway_study.benchmark_stack",
-                   "highway_study.benchmark_sweep", "highway_study.bench.population_parts"):
+    for module in ("highway_study.bench.benchmark", "highway_study.bench.stack",
+                   "highway_study.bench.sweep", "highway_study.bench.population_parts"):
         result = subprocess.run([os.sys.executable, "-m", module, "--help"], capture_output=True,
                                 text=True, timeout=60, cwd=REPO)
         options |= set(re.findall(r"--[\w-]+", result.stdout))
@@ -404,10 +405,10 @@ def analysis_figure_names() -> set[str]:
     constants and the needs-depth FIGURES (a per-objective Optuna figure by its stem)."""
     import re
 
-    from analysis import needs_depth_report
+    from analysis.study import needs_depth_report
 
     names = set(needs_depth_report.FIGURES.values())
-    for path in (REPO / "analysis").glob("*.py"):
+    for path in (REPO / "analysis").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         names |= set(re.findall(r'(?:drawers|out)\[f?"([a-z0-9_]+?)(?:\{suffix\})?"\]', text))
         names |= set(re.findall(r'^FIGURE = "([a-z0-9_]+)"', text, re.M))

@@ -186,8 +186,8 @@ def test_a_search_of_no_trials_is_refused_in_one_sentence(tmp_path, key):
     assert lines == [f"Invalid config: hydra.sweeper.{key}=0 is not allowed: use an integer >= 1."]
 
 
-@fault("`python -m highway_study.storage` with a bad URL in $HIGHWAY_STUDY_OPTUNA_URL",
-       "`HIGHWAY_STUDY_OPTUNA_URL='not a url' python -m highway_study.storage NAME` "
+@fault("`python -m highway_study.runtime.storage` with a bad URL in $HIGHWAY_STUDY_OPTUNA_URL",
+       "`HIGHWAY_STUDY_OPTUNA_URL='not a url' python -m highway_study.runtime.storage NAME` "
        "(also `foo://x`, an unreachable server)",
        "one sentence without the password; exit 2 for a malformed URL or unknown driver, 1 for "
        "a database that cannot be reached")

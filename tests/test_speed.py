@@ -1,6 +1,6 @@
 """The fast highway stack (XLA loop, hand-written gradient) computes what the reference does.
 
-Correctness only; timings live in docs/benchmark.md (`python -m highway_study.benchmark`).
+Correctness only; timings live in docs/benchmark.md (`python -m highway_study.bench.benchmark`).
 Tolerances (float32): outputs and gradients agree with the one-HighwayDense-per-layer
 reference to rtol 1e-5 relative to the tensor's largest value up to depth 30; at depth 1000
 with the reference and with a float64 NumPy loop to rtol 1e-4 of the tensor's largest value
@@ -307,7 +307,7 @@ def test_benchmark_rejects_bad_options_in_one_sentence(capsys):
 def run_benchmark(tmp_path, *options):
     out = tmp_path / "results.json"
     result = subprocess.run(
-        [sys.executable, "-m", "highway_study.benchmark", "--depths", "2", "--width", "6",
+        [sys.executable, "-m", "highway_study.bench.benchmark", "--depths", "2", "--width", "6",
          "--batch-size", "8", "--steps", "3", "--windows", "2",
          "--variants", "reference", "scan", "--json", str(out), *options],
         capture_output=True, text=True, timeout=300,
@@ -339,7 +339,7 @@ def test_benchmark_reports_a_dead_cell_and_still_writes_the_results(tmp_path):
 def test_benchmark_json_on_stdout_is_json_alone(tmp_path):
     """`--json -` is for a pipe: stdout holds the JSON only, the table goes to stderr."""
     result = subprocess.run(
-        [sys.executable, "-m", "highway_study.benchmark", "--depths", "2", "--width", "6",
+        [sys.executable, "-m", "highway_study.bench.benchmark", "--depths", "2", "--width", "6",
          "--variants", "scan", "--cell-timeout", "0.5", "--json", "-"],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 1  # the cell was timed out, on purpose: fast
@@ -379,7 +379,7 @@ def test_sweep_benchmark_measures_both_paths_and_estimates_the_protocol(tmp_path
     """The sweep mode end to end on tiny cells: a row per depth, an estimate for each path."""
     out = tmp_path / "sweep.json"
     result = subprocess.run(
-        [sys.executable, "-m", "highway_study.benchmark_sweep", "--depths", "3",
+        [sys.executable, "-m", "highway_study.bench.sweep", "--depths", "3",
          "--compare-groups", "1", "--compare-op-threads", "0", "--members", "3", "--width", "6", "--steps", "2", "--windows", "1",
          "--protocol-steps", "100", "--json", str(out)],
         capture_output=True, text=True, timeout=600,

@@ -1,4 +1,4 @@
-"""analysis.study_times: the wall time of run_study.sh's steps from their .times files."""
+"""analysis.study.study_times: the wall time of run_study.sh's steps from their .times files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from analysis import study_times
+from analysis.study import study_times
 
 
 def write(folder, name, times: str, log: str = ""):

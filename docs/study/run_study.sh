@@ -7,7 +7,7 @@
 # the script's order; `--list` prints every step's name.
 # Each step's output goes to the terminal and to outputs/study_logs/<step>.log, and each
 # attempt's start and end (Unix seconds) to outputs/study_logs/<step>.times, so a step's
-# wall time adds up over interruptions (`python -m analysis.study_times` sums them). The
+# wall time adds up over interruptions (`python -m analysis.study.study_times` sums them). The
 # script stops at the first step that fails and names it (rerun it to resume from there).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -44,7 +44,7 @@ step() {  # step NAME COMMAND...: run it, show and log its output, stop the stud
     echo "== $(date '+%H:%M:%S') step $name: $* (log: $LOGS/$name.log)"
     echo "start $(date +%s)" >> "$LOGS/$name.times"
     # An "alive" line every HEARTBEAT seconds: a step killed with the whole machine leaves
-    # no end line, and its last alive line says until when it ran (analysis.study_times).
+    # no end line, and its last alive line says until when it ran (analysis.study.study_times).
     (while sleep "$HEARTBEAT"; do echo "alive $(date +%s)" >> "$LOGS/$name.times"; done) \
         < /dev/null > /dev/null 2>&1 &  # holds none of the script's output open
     local heartbeat=$!

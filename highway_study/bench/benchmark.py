@@ -1,6 +1,7 @@
 """How fast a deep highway MLP builds and trains, per implementation: one table, one command.
 
-    python -m highway_study.benchmark [--depths 20 100 1000] [--variants ...] [--json out.json]
+    python -m highway_study.bench.benchmark [--depths 20 100 1000] [--variants ...]
+        [--json out.json]
 
 Every (variant, depth) cell runs in its own process (`highway_study.bench.cell`), so
 that peak memory is that cell's own and one variant's compiled functions or thread pools
@@ -235,7 +236,7 @@ def require_positive(parser, args, numbers: list[str], lists: list[str]) -> None
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m highway_study.benchmark",
+        prog="python -m highway_study.bench.benchmark",
         description="Build and training-step speed of highway MLP implementations.")
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 100, 1000])
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
@@ -288,7 +289,7 @@ def main(argv=None) -> int:
         rows += measure_depth(depth, variants, args)
     add_ratios(rows)
     meta = {
-        "command": "python -m highway_study.benchmark " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m highway_study.bench.benchmark " + " ".join(argv or sys.argv[1:]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "python": platform.python_version(), "load_avg_before": load_before,
         "load_avg_after": os.getloadavg(), "wall_s": time.time() - started,

@@ -1,6 +1,6 @@
 """The highway stack alone, forward and backward, per number of streams.
 
-    python -m highway_study.benchmark_stack [--depth 1000] [--streams 1 2 3 4] [--threads N]
+    python -m highway_study.bench.stack [--depth 1000] [--streams 1 2 3 4] [--threads N]
 
 Why beside the full benchmark: it isolates what `model.streams` changes (the stack's own
 loops) from the rest of a training step, in one process, so the streams compare within
@@ -62,7 +62,7 @@ def time_streams(depth: int, width: int, batch: int, streams: list[int]) -> dict
 
 def parse_args(argv=None):
     """The command line, checked (argparse's one-sentence error on a bad value)."""
-    parser = argparse.ArgumentParser(prog="python -m highway_study.benchmark_stack",
+    parser = argparse.ArgumentParser(prog="python -m highway_study.bench.stack",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=1000)
     parser.add_argument("--width", type=int, default=50)

@@ -1,6 +1,6 @@
 """How long the blog's full protocol takes: one run per process (2 joblib jobs) or populations.
 
-    python -m highway_study.benchmark_sweep [--depths 1 2 5 ... 1000] [--members 21]
+    python -m highway_study.bench.sweep [--depths 1 2 5 ... 1000] [--members 21]
 
 For each depth of the protocol (experiment=blog_depth_bias: 7 carry biases x 3 seeds = 21
 runs per depth, 5,000 steps of batch 50, width 50), side by side in one run:
@@ -181,7 +181,7 @@ OP_THREADS_LABEL = {"0": "all cores'"}
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m highway_study.benchmark_sweep",
+        prog="python -m highway_study.bench.sweep",
         description="Member-steps/s of one run per process vs populations, and the "
                     "estimated wall time of the blog's full protocol on each.")
     parser.add_argument("--depths", type=int, nargs="+", default=PROTOCOL_DEPTHS)
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
             print(f"One run per process with Keras fit (before the one engine), in the same "
                   f"windows: {estimate['fit_s'] / 60:.0f} min.")
     print(limit_text(args, estimate, rate, cpu))
-    meta = {"command": "python -m highway_study.benchmark_sweep " + " ".join(
+    meta = {"command": "python -m highway_study.bench.sweep " + " ".join(
                 argv if argv is not None else sys.argv[1:]),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
             "cpu": cpu[0], "vectors": cpu[1], "matmul_gflops": [r / 1e9 for r in rates],

@@ -17,7 +17,7 @@ belong to H, [width:] to the transform gate T). Why it is built this way:
   the alternative docs/benchmark.md compares;
 - one XLA loop keeps one core busy, so the batch is cut into `streams` slices, each with
   its own loops, which TensorFlow's executor runs side by side
-  (`python -m highway_study.benchmark_stack` compares stream counts);
+  (`python -m highway_study.bench.stack` compares stream counts);
 - the forward loop reads the next layer's bias one iteration ahead and carries it, so that
   the dynamic slice does not sit inside the layer's elementwise fusion (XLA:CPU then does
   not vectorise the fusion, `_prefetch`).
@@ -172,7 +172,7 @@ def default_streams() -> int:
 
     With one inter-op thread (a joblib job's share of a 2-core machine, for example) two
     streams would run one after the other and only add work
-    (`python -m highway_study.benchmark_stack --threads 1` shows it).
+    (`python -m highway_study.bench.stack --threads 1` shows it).
     """
     threads = tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count() or 1
     return min(MAX_DEFAULT_STREAMS, threads)

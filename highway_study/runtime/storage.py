@@ -14,6 +14,7 @@ or the sweeper's log line (which prints the storage object, not its URL).
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -139,23 +140,22 @@ def create_study(study_name: str, directions=("maximize",)) -> None:
 
 
 def main(argv=None) -> int:
-    """`python -m highway_study.storage STUDY_NAME [DIRECTION ...]`: create the study before
-    workers start; a two-objective search (hparams_search=pareto_optuna) names its two
+    """`python -m highway_study.runtime.storage STUDY_NAME [DIRECTION ...]`: create the study
+    before workers start; a two-objective search (hparams_search=pareto_optuna) names its two
     directions (`maximize maximize`), a one-objective study needs none.
 
     A URL that is not one, names no installed database driver, or reaches no database ends
     in one sentence (exit 2 for the URL, 1 for the database), without the password.
     """
-    import sys
-
     from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
     argv = sys.argv[1:] if argv is None else argv
     bad = [d for d in argv[1:] if d not in ("minimize", "maximize")]
     if not argv or bad:
-        print("usage: python -m highway_study.storage STUDY_NAME [DIRECTION ...]  (creates it "
-              f"in the database ${URL_ENV} names, default {DEFAULT_URL}; each DIRECTION "
-              "minimize or maximize, one per objective, default maximize)", file=sys.stderr)
+        print("usage: python -m highway_study.runtime.storage STUDY_NAME [DIRECTION ...]  "
+              f"(creates it in the database ${URL_ENV} names, default {DEFAULT_URL}; each "
+              "DIRECTION minimize or maximize, one per objective, default maximize)",
+              file=sys.stderr)
         return 2
     try:
         url = storage_url()
@@ -172,3 +172,7 @@ def main(argv=None) -> int:
         return 2 if isinstance(error, ArgumentError) else 1  # 2: the URL itself is wrong
     print(f"study {argv[0]!r} ready in {describe(url)}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,7 +4,7 @@ identity shortcut (residual_fc, y = x + H(x)) of the same width and depth?
 Written whenever the runs analysed hold residual nets on a data set other than the tent
 task (whose own section, needs_depth.md, asks the same question beside its other ones).
 Per data set, one table with a row per depth: plain, residual, and highway nets at their
-best carry bias and at -2, with the verdict rule of analysis.needs_depth (a cell learns
+best carry bias and at -2, with the verdict rule of analysis.study.needs_depth (a cell learns
 when its mean test accuracy is halfway from chance to perfect and no seed diverged).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis import needs_depth as nd
-from analysis.needs_depth_report import family_rows
+from analysis.study import needs_depth as nd
+from analysis.study.needs_depth_report import family_rows
 from highway_study import catalog
 
 HEAD = "## Carry gate or identity shortcut: residual nets against highway nets"

@@ -30,7 +30,7 @@ Z95 = 1.959963984540054
 
 def is_task(runs: pd.DataFrame) -> pd.Series:
     """Which runs are on the depth task: tent with inputs centred (the first edition's
-    needs-depth runs had them in [0, 1] and stay with analysis.needs_depth)."""
+    needs-depth runs had them in [0, 1] and stay with analysis.study.needs_depth)."""
     tent = runs["data"].astype(str) == "tent"
     centred = with_config(runs[tent], ["data.centred"])["data.centred"]
     return tent & centred.reindex(runs.index).astype(str).eq("True")

@@ -1,4 +1,5 @@
-"""`python -m analysis.study_times [LOGS]`: the wall time of each step of docs/study/run_study.sh.
+"""`python -m analysis.study.study_times [LOGS]`: the wall time of each step of
+docs/study/run_study.sh.
 
 The script appends to `LOGS/<step>.times` (default outputs/study_logs) a `start T` line when
 a step begins and `end T status S` when it ends (Unix seconds); a study stopped midway and
@@ -141,7 +142,7 @@ def markdown(steps: list[StepTimes]) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    made = argparse.ArgumentParser(prog="python -m analysis.study_times",
+    made = argparse.ArgumentParser(prog="python -m analysis.study.study_times",
                                    description=__doc__.split("\n\n")[0])
     made.add_argument("logs", nargs="?", type=Path, default=DEFAULT_LOGS,
                       help=f"run_study.sh's log folder (default {DEFAULT_LOGS})")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import depth_task as dt
 from analysis.markdown import figure_link, write_section
+from analysis.study import depth_task as dt
 
 SECTION_FILE = "depth_task.md"
 FIGURE = "depth_task_success"
@@ -69,7 +69,9 @@ def draw(study: Study):
     for family, group in deep[deep["depth"] == dt.DEEP_DEPTH].groupby("family"):
         deep_ax.errorbar(group["depth"].astype(float), 100 * group["rate"],
                          yerr=_errors(group), marker="D", linestyle="none", capsize=3,
-                         color=colors[family], label=f"{family}, {_setting(group.iloc[0])}")
+                         color=colors[family],
+                         label=f"{family}, depth {dt.DEEP_DEPTH}: {_setting(group.iloc[0])} "
+                               f"(best of {group.iloc[0]['settings']} tried)")
     depths = sorted(int(d) for d in deep["depth"].dropna().unique())
     deep_ax.set_xscale("log")
     deep_ax.set_xticks(depths, [str(d) for d in depths])

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from analysis import needs_depth, plots, tables
+from analysis import plots, tables
+from analysis.study import needs_depth
 from analysis.plots import MaxNLocator, plt
 from highway_study import record
 

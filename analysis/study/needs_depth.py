@@ -43,8 +43,8 @@ COMMANDS = {
 
 def task_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs on the first edition's needs-depth task (tent with inputs in [0, 1]; the
-    depth task's centred runs are analysis.depth_task's)."""
-    from analysis.depth_task import is_task
+    depth task's centred runs are analysis.study.depth_task's)."""
+    from analysis.study.depth_task import is_task
 
     return runs[(runs["data"].astype(str) == TASK) & ~is_task(runs)]
 

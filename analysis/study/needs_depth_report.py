@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import needs_depth as nd
 from analysis.collect import AnalysisError, collect
 from analysis.markdown import figure_link, write_section
 from analysis.select import pooled, pooled_warning
+from analysis.study import needs_depth as nd
 from analysis.tables import percent
 from highway_study import catalog, record
 
@@ -96,7 +96,7 @@ def load_other(source: Path) -> tuple[pd.DataFrame, str | None]:
 
 def drawers(study: Study) -> dict:
     """Figure name -> a function drawing it, for the figures the runs can fill."""
-    from analysis import needs_depth_plots
+    from analysis.study import needs_depth_plots
 
     drawn = {}
     if not study.highway.empty:
@@ -196,7 +196,7 @@ def _families(study: Study) -> str:
 
 def family_rows(table: pd.DataFrame, task: str = "it") -> tuple[list[str], str]:
     """The markdown rows of a needs_depth.compare table and the sentence that sums it up
-    (also the shortcut section of report.md, analysis.shortcuts)."""
+    (also the shortcut section of report.md, analysis.study.shortcuts)."""
     moderate = f"highway, carry bias {nd.MODERATE_BIAS:g}"
     rows = [f"| depth | plain | residual | highway, best carry bias | {moderate} |",
             "|---|---|---|---|---|"]
