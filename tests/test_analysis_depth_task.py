@@ -53,6 +53,8 @@ def fabricate(root):
         run("highway_fc", 5, -20, seed, 0.55, 0.55, 0.003, gates=[1e-9] * 5)
         run("highway_fc", 1000, -20, seed, 0.56, 0.56, 0.003, gates=[1e-9] * 1000)
         run("residual_fc", 5, -2, seed, 0.60, 0.61, 0.003, **{"model.branch_scale": 0.2})
+        run("residual_fc", 5, -2, seed, 0.50, 0.50, 0.01, **{"model.branch_scale": 0.2})
+        run("residual_fc", 10, -2, seed, 0.50, 0.50, 0.01, **{"model.branch_scale": 0.2})
         run("shallow", 1, -2, seed, 0.60, 0.60, 0.01, **{"model.kinks": "spread"})
         run("shallow", 1, -2, seed, 0.97, 0.97, 0.01, width=64, **{"model.kinks": "spread"})
         run("shallow", 1, -2, seed, 0.58, 0.58, 0.01, **{"model.kinks": "bias_init"})
@@ -121,4 +123,15 @@ def test_the_section_answers_the_deep_question_and_the_lesions(analysed):
     assert lesions["needed_position_mean"] == pytest.approx((1 / 5 + 3 / 5) / 2)  # layers 1, 3
     assert lesions["deepest_needed_mean"] == 3
     assert (analysed / "figures" / "depth_task_success.png").stat().st_size > 10_000
+    # residual depth 10 has 1 of the 2 settings depth 5 has: still running, left out, named
+    from analysis.study import depth_task_report
+    from analysis.collect import collect
+
+    study = depth_task_report.prepare(collect([analysed.parent / "runs"]))
+    deep_ax = depth_task_report.draw(study).axes[0]
+    assert deep_ax.get_title().endswith("(residual at depth 10: still running, left out)")
+    residual = [bars for bars in deep_ax.containers if bars.get_label() == "residual"]
+    assert [list(bars.lines[0].get_xdata()) for bars in residual] == [[5.0]]
+    from analysis.plots import plt
+    plt.close("all")
     assert "## The depth task" in (analysed / "report.md").read_text()

@@ -60,6 +60,10 @@ def draw(study: Study):
     colors = dict(zip(dt.KNOBS, sns.color_palette("colorblind", len(dt.KNOBS))))
     deep = picked[picked["family"].isin(["highway", "residual", "plain"])]
     grid = deep[deep["depth"] != dt.DEEP_DEPTH]
+    # A depth whose settings are not all finished (its grid still running) is left out, named.
+    full = grid.groupby("family")["settings"].transform("max")
+    running = grid[grid["settings"] < full]
+    grid = grid[grid["settings"] >= full]
     for family, group in grid.groupby("family"):
         group = group.sort_values("depth")
         deep_ax.errorbar(group["depth"].astype(float), 100 * group["rate"],
@@ -78,9 +82,11 @@ def draw(study: Study):
     deep_ax.minorticks_off()
     deep_ax.set(xlabel=f"depth (hidden layers of width {study.setup['width']})",
                 ylabel="seeds beating the shallow bound (%)", ylim=(-5, 105),
-                title="deep nets, each at its best setting")
+                title="deep nets, each at its best setting" + "".join(
+                    f"\n({family} at depth {int(depth)}: still running, left out)"
+                    for family, depth in zip(running["family"], running["depth"])))
     if len(deep):
-        deep_ax.legend(fontsize=8)
+        deep_ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     flat = picked[picked["family"].isin(["shallow", "softmax"])].copy()
     flat["label"] = [f"{int(w)} units" if f == "shallow" else "softmax"
                      for f, w in zip(flat["family"], flat.get("width", [None] * len(flat)))]
