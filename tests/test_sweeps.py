@@ -393,3 +393,21 @@ def test_a_lock_left_by_a_killed_process_is_stale(tmp_path):
     with run_lock(tmp_path):
         assert (tmp_path / LOCK_FILE).exists()
     assert not (tmp_path / LOCK_FILE).exists()  # a process that ends normally leaves none
+
+
+def test_a_lock_file_that_cannot_be_removed_does_not_fail_the_run(tmp_path, monkeypatch):
+    """Removing the lock file at the end is tidiness: where the folder refuses it, the run
+    still ends normally and the lock is released."""
+    from pathlib import Path
+
+    from highway_study.runtime.lock import LOCK_FILE, run_lock
+
+    def refuse(self, missing_ok=False):
+        raise PermissionError(f"cannot remove {self}")
+
+    with run_lock(tmp_path):
+        monkeypatch.setattr(Path, "unlink", refuse)
+    monkeypatch.undo()
+    assert (tmp_path / LOCK_FILE).exists()
+    with run_lock(tmp_path):  # released: the next run takes it
+        pass

@@ -11,7 +11,7 @@ filelock (4.x) notices a file removed under a waiting peer and takes a fresh one
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -30,7 +30,8 @@ class _FolderLock(FileLock):
 
     def release(self, force: bool = False) -> None:
         if self.is_locked and (force or self.lock_counter == 1):
-            Path(self.lock_file).unlink(missing_ok=True)
+            with suppress(OSError):  # a tidy folder is a nicety: never fail a finished run
+                Path(self.lock_file).unlink(missing_ok=True)
         super().release(force=force)
 
 
