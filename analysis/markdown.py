@@ -15,6 +15,13 @@ def figure_link(figures, name, caption) -> str:
     return f"![{caption}]({path})"
 
 
+def table(header, rows) -> str:
+    """A Markdown table: the header's cells, the rule under them, a line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def write_section(out: Path, file_name: str, text: str) -> str:
     """Write a section to out/file_name and append it to out/report.md when there is one
     (a section of its own, also part of the whole report); return the text."""

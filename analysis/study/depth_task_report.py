@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.markdown import figure_link, write_section
+from analysis.markdown import figure_link, table, write_section
 from analysis.study import depth_task as dt
 
 SECTION_FILE = "depth_task.md"
@@ -144,15 +144,19 @@ def _setting(row) -> str:
 
 
 def _best_table(picked: pd.DataFrame) -> str:
-    lines = ["| family | depth | setting | settings compared | seeds | beat the bound | "
-             "95% interval | test accuracy |", "|---|---|---|---|---|---|---|---|"]
-    for _, row in picked.iterrows():
-        lines.append(
-            f"| {row['family']} | {row['depth']} | {_setting(row)} | {row['settings']} | "
-            f"{row['runs']} | "
-            f"{row['beat']} of {row['runs']} | {100 * row['low']:.0f}-{100 * row['high']:.0f}% "
-            f"| {100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
-    return "\n".join(lines) + "\n"
+    return table(["family", "depth", "setting", "settings compared", "seeds", "beat the bound",
+                  "95% interval", "test accuracy"],
+                 [[row["family"], row["depth"], _setting(row), row["settings"], row["runs"],
+                   _beat(row), f"{100 * row['low']:.0f}-{100 * row['high']:.0f}%",
+                   _accuracy(row)] for _, row in picked.iterrows()])
+
+
+def _beat(row) -> str:
+    return f"{row['beat']} of {row['runs']}"
+
+
+def _accuracy(row) -> str:
+    return f"{100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}%"
 
 
 def _deep_text(cells: pd.DataFrame, picked: pd.DataFrame, setup: dict) -> str:
@@ -161,14 +165,12 @@ def _deep_text(cells: pd.DataFrame, picked: pd.DataFrame, setup: dict) -> str:
         return (f"Not run: `{COMMAND.format('depth_task_deep')}` trains depth "
                 f"{dt.DEEP_DEPTH} at carry biases {', '.join(f'{b:g}' for b in dt.DEEP_BIASES)}.\n")
     shallow = picked[(picked["family"] == "shallow") & (picked.get("width") == deep_width(cells))]
-    lines = [f"| net | setting | beat the bound | test accuracy |", "|---|---|---|---|"]
-    for _, row in deep.iterrows():
-        lines.append(f"| highway, depth {dt.DEEP_DEPTH} | {_setting(row)} | {row['beat']} of "
-                     f"{row['runs']} | {100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
-    for _, row in shallow.iterrows():
-        lines.append(f"| one hidden layer | {_setting(row)} | {row['beat']} of {row['runs']} | "
-                     f"{100 * row['test_mean']:.1f} ± {100 * row['test_sd']:.1f}% |")
-    return "\n".join(lines) + "\n" + _shut_table(cells, setup)
+    rows = [[f"highway, depth {dt.DEEP_DEPTH}", _setting(row), _beat(row), _accuracy(row)]
+            for _, row in deep.iterrows()]
+    rows += [["one hidden layer", _setting(row), _beat(row), _accuracy(row)]
+             for _, row in shallow.iterrows()]
+    return table(["net", "setting", "beat the bound", "test accuracy"], rows) \
+        + _shut_table(cells, setup)
 
 
 def _shut_table(cells: pd.DataFrame, setup: dict) -> str:
@@ -176,15 +178,12 @@ def _shut_table(cells: pd.DataFrame, setup: dict) -> str:
     shut = dt.shut_gates(cells, setup["width"], setup["kinks"])
     if shut.empty:
         return ""
-    lines = [f"\nMean test accuracy at carry bias {min(dt.DEEP_BIASES):g}, every depth, beside "
-             f"the one-hidden-layer net of width {setup['width']} with the same input layer "
-             f"(kinks {setup['kinks']}):\n",
-             "| rate | " + " | ".join(shut.columns) + " |",
-             "|---" * (len(shut.columns) + 1) + "|"]
-    for rate, row in shut.iterrows():
-        lines.append(f"| {rate:g} | " + " | ".join(
-            "not run" if pd.isna(value) else f"{100 * value:.1f}%" for value in row) + " |")
-    return "\n".join(lines) + "\n"
+    return (f"\nMean test accuracy at carry bias {min(dt.DEEP_BIASES):g}, every depth, beside "
+            f"the one-hidden-layer net of width {setup['width']} with the same input layer "
+            f"(kinks {setup['kinks']}):\n\n") + table(
+        ["rate", *shut.columns],
+        [[f"{rate:g}", *("not run" if pd.isna(value) else f"{100 * value:.1f}%"
+                         for value in row)] for rate, row in shut.iterrows()])
 
 
 def deep_width(cells: pd.DataFrame):
@@ -196,14 +195,13 @@ def deep_width(cells: pd.DataFrame):
 def _lesion_table(lesion: pd.DataFrame) -> str:
     if lesion.empty:
         return "No highway run beat the bound with lesions recorded.\n"
-    lines = ["| depth | runs | layers needed (mean, most) | mean position of a needed layer | "
-             "deepest needed layer (mean) | largest single-layer cost |",
-             "|---|---|---|---|---|---|"]
-    for _, row in lesion.iterrows():
-        lines.append(f"| {int(row['depth'])} | {int(row['runs'])} | "
-                     f"{row['layers_needed_mean']:.1f}, {int(row['layers_needed_max'])} | "
-                     f"{100 * row['needed_position_mean']:.0f}% of the depth | "
-                     f"{row['deepest_needed_mean']:.1f} | "
-                     f"{100 * row['largest_drop_mean']:.1f} points |")
-    return "\n".join(lines) + f"\n\nA layer is *needed* when shutting its gate alone costs " \
-        f"{100 * dt.NEEDED_DROP:.0f} points or more; layers count from 1 at the input.\n"
+    rows = [[int(row["depth"]), int(row["runs"]),
+             f"{row['layers_needed_mean']:.1f}, {int(row['layers_needed_max'])}",
+             f"{100 * row['needed_position_mean']:.0f}% of the depth",
+             f"{row['deepest_needed_mean']:.1f}",
+             f"{100 * row['largest_drop_mean']:.1f} points"] for _, row in lesion.iterrows()]
+    return table(["depth", "runs", "layers needed (mean, most)",
+                  "mean position of a needed layer", "deepest needed layer (mean)",
+                  "largest single-layer cost"], rows) + (
+        f"\nA layer is *needed* when shutting its gate alone costs "
+        f"{100 * dt.NEEDED_DROP:.0f} points or more; layers count from 1 at the input.\n")
