@@ -52,52 +52,67 @@ static void gemm_rm(int trans_a, int trans_b, int M, int N, int K, const float *
 }
 
 #ifdef __AVX2__
+/* One tile of C: 5 rows by `vectors` (1 or 2) vectors of 8 columns, the last of them holding
+ * only the columns `mask` selects when `masked`. Inlined with constant shapes, so that each
+ * kind compiles to its own loop; AMD's masked moves are slow, so only a tail uses them. */
+static inline __attribute__((always_inline)) void tile5(const int vectors, const int masked,
+    int P, const float *a, int am, int ap, const float *b, int ldb, int accumulate, float *c,
+    int ldc, __m256i mask) {
+  const int mask_first = masked && vectors == 1, mask_second = masked && vectors == 2;
+  __m256 acc[5][2];
+  for (int r = 0; r < 5; r++) {
+    float *cr = c + (size_t)r * ldc;
+    acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    if (accumulate) {
+      acc[r][0] = mask_first ? _mm256_maskload_ps(cr, mask) : _mm256_loadu_ps(cr);
+      if (vectors == 2)
+        acc[r][1] = mask_second ? _mm256_maskload_ps(cr + 8, mask) : _mm256_loadu_ps(cr + 8);
+    }
+  }
+  for (int p = 0; p < P; p++) {
+    const float *bp = b + (size_t)p * ldb;
+    __m256 b0 = mask_first ? _mm256_maskload_ps(bp, mask) : _mm256_loadu_ps(bp);
+    __m256 b1 = vectors == 1 ? b0
+                : mask_second ? _mm256_maskload_ps(bp + 8, mask) : _mm256_loadu_ps(bp + 8);
+    for (int r = 0; r < 5; r++) {
+      __m256 av = _mm256_broadcast_ss(a + (size_t)r * am + (size_t)p * ap);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      if (vectors == 2) acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < 5; r++) {
+    float *cr = c + (size_t)r * ldc;
+    if (mask_first) _mm256_maskstore_ps(cr, mask, acc[r][0]);
+    else _mm256_storeu_ps(cr, acc[r][0]);
+    if (vectors == 2) {
+      if (mask_second) _mm256_maskstore_ps(cr + 8, mask, acc[r][1]);
+      else _mm256_storeu_ps(cr + 8, acc[r][1]);
+    }
+  }
+}
+
 /* C[M][N] (+)= A @ B for M a multiple of 5, where A's element (m, p) is A[m*am + p*ap] (so a
  * transposed A is only other strides) and B is row-major [P][N] (ldb). Blocks of 5 rows by 16
- * columns keep ten accumulators in registers; the last columns are masked. Why not BLAS: at
- * these sizes (every operand fits in L1) its packing costs about as much as the product
+ * columns keep ten accumulators in registers; a last block of fewer than 16 columns takes one
+ * or two vectors, masked only where it is not a multiple of 8. Why not BLAS: at these sizes
+ * (every operand fits in L1) its packing costs about as much as the product
  * (docs/benchmark.md, "A compiled kernel"). */
 static void gemm5(int M, int N, int P, const float *A, int am, int ap, const float *B, int ldb,
                   int accumulate, float *C, int ldc) {
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int n0 = 0; n0 < N; n0 += 16) {
-    int left = N - n0;
-    __m256i mask0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(left),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    __m256i mask1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(left - 8),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const int left = N - n0;
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(left % 8), lanes);
     for (int m0 = 0; m0 < M; m0 += 5) {
-      __m256 acc[5][2];
-      for (int r = 0; r < 5; r++) {
-        float *c = C + (size_t)(m0 + r) * ldc + n0;
-        acc[r][0] = accumulate ? _mm256_maskload_ps(c, mask0) : _mm256_setzero_ps();
-        acc[r][1] = accumulate ? _mm256_maskload_ps(c + 8, mask1) : _mm256_setzero_ps();
-      }
       const float *a = A + (size_t)m0 * am;
-      if (left > 8) {
-        for (int p = 0; p < P; p++) {
-          const float *b = B + (size_t)p * ldb + n0;
-          __m256 b0 = _mm256_loadu_ps(b);
-          __m256 b1 = left >= 16 ? _mm256_loadu_ps(b + 8) : _mm256_maskload_ps(b + 8, mask1);
-          for (int r = 0; r < 5; r++) {
-            __m256 av = _mm256_broadcast_ss(a + (size_t)r * am + (size_t)p * ap);
-            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
-          }
-        }
-      } else {  /* the last few columns: one masked vector */
-        for (int p = 0; p < P; p++) {
-          __m256 b0 = _mm256_maskload_ps(B + (size_t)p * ldb + n0, mask0);
-          for (int r = 0; r < 5; r++) {
-            __m256 av = _mm256_broadcast_ss(a + (size_t)r * am + (size_t)p * ap);
-            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
-          }
-        }
-      }
-      for (int r = 0; r < 5; r++) {
-        float *c = C + (size_t)(m0 + r) * ldc + n0;
-        _mm256_maskstore_ps(c, mask0, acc[r][0]);
-        _mm256_maskstore_ps(c + 8, mask1, acc[r][1]);
-      }
+      const float *b = B + n0;
+      float *c = C + (size_t)m0 * ldc + n0;
+      if (left >= 16)
+        tile5(2, 0, P, a, am, ap, b, ldb, accumulate, c, ldc, mask);
+      else if (left > 8)
+        tile5(2, 1, P, a, am, ap, b, ldb, accumulate, c, ldc, mask);
+      else
+        tile5(1, left != 8, P, a, am, ap, b, ldb, accumulate, c, ldc, mask);
     }
   }
 }
@@ -226,11 +241,6 @@ void hs_backward(int act, int L, int K, int B, int W, const float *dy0, const fl
         const float *restrict gates = kept_gates + ((size_t)m * L + l) * B * W2;
         const float *w = kernel + ((size_t)l * K + m) * W * W2;
         float *restrict db = dbias + ((size_t)l * K + m) * W2;
-        if (l > 0) {
-          prefetch_block(w - (size_t)K * W * W2, sizeof(float) * W * W2);
-          prefetch_block(x - (size_t)B * W, sizeof(float) * B * W);
-          prefetch_block(gates - (size_t)B * W2, sizeof(float) * B * W2);
-        }
         for (int i = 0; i < B; i++) {
           const float *restrict g = gates + (size_t)i * W2;
           const float *restrict xi = x + (size_t)i * W;
