@@ -24,9 +24,16 @@ VECTOR_FLAGS = (("avx512f", 512), ("sve", 0), ("avx2", 256), ("avx", 256), ("asi
                 ("sse2", 128))
 
 
+def stack_flops_per_member_step(depth: int, width: int, batch: int) -> float:
+    """Matmul FLOPs of one training step of a member's highway layers: per layer one
+    [batch, w] x [w, 2w] product forward and two backward."""
+    return 12.0 * batch * width * width * depth
+
+
 def flops_per_member_step(depth: int, width: int, batch: int) -> float:
     """Matmul FLOPs of one training step of one highway_fc net (forward and backward)."""
-    return 12.0 * batch * width * width * depth + 6.0 * batch * width * (INPUTS + CLASSES)
+    return (stack_flops_per_member_step(depth, width, batch)
+            + 6.0 * batch * width * (INPUTS + CLASSES))
 
 
 def protocol_flops(depths, runs_per_depth: int, steps: int, width: int, batch: int) -> float:

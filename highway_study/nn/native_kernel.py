@@ -214,15 +214,17 @@ def build() -> Path:
             from None
 
 
-def _compile(compiler: str, target: Path) -> Path:
+def _compile(compiler: str, target: Path, source: Path = SOURCE) -> Path:
+    """`source` built with FLAGS into `target`, its hash recorded beside it (see `build`;
+    bench.kernel builds other versions of the source the same way)."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        done = _run([compiler, *FLAGS, str(SOURCE), "-o", str(partial), "-lm"],
-                    f"building {SOURCE.name}")
+        done = _run([compiler, *FLAGS, str(source), "-o", str(partial), "-lm"],
+                    f"building {source.name}")
         if done.returncode != 0:
             said = done.stderr.strip().splitlines()
             raise NativeUnavailable(
-                f"{compiler} could not build {SOURCE.name} with {' '.join(FLAGS)}"
+                f"{compiler} could not build {source.name} with {' '.join(FLAGS)}"
                 + (f" ({said[-1]})." if said else "."))
         digest = _sha256(partial)  # what the compiler wrote, before it is in the shared name
         os.replace(partial, target)  # readers never see a half-written library
