@@ -30,9 +30,10 @@ BATCH, WIDTH = 50, 50
 PASSES = ("training forward", "backward", "evaluation forward")
 
 
-def build_other(source: Path, folder: Path) -> native_kernel.Kernel:
-    """Another version of the kernel's source, built and loaded as the project's own."""
-    target = folder / f"{source.stem}-{len(list(folder.iterdir()))}.so"
+def build_other(source: Path, folder: Path, number: int) -> native_kernel.Kernel:
+    """Another version of the kernel's source, built and loaded as the project's own
+    (`number` tells apart sources of the same name)."""
+    target = folder / f"{number}-{source.stem}.so"
     return native_kernel.Kernel(native_kernel._compile(native_kernel._compiler(), target,
                                                        source))
 
@@ -120,8 +121,8 @@ def main(argv=None) -> None:
         kernels = {"this checkout": native_kernel.load()}
         folder = Path(tempfile.mkdtemp(prefix="kernel-bench-"))
         try:
-            for source in args.compare:
-                kernels[str(source)] = build_other(source, folder)
+            for number, source in enumerate(args.compare):
+                kernels[str(source)] = build_other(source, folder, number)
             data = step_data(args.depth, args.members)
             ours = results(kernels["this checkout"], data, args.threads)
             sameness = {name: difference(results(kernel, data, args.threads), ours)
