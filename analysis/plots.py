@@ -168,7 +168,8 @@ def effective_depth(runs: pd.DataFrame, gate_threshold: float) -> plt.Figure:
                  errorbar="sd", err_style="bars", ax=ax, zorder=3)
     depths = np.sort(data["depth"].unique().astype(float))
     ax.plot(depths, depths, color="0.6", lw=8, alpha=0.3, solid_capstyle="round",
-            label="every layer", zorder=1)  # a band: a line on it stays visible
+            label="every layer", zorder=1,  # a band: a line on it stays visible
+            marker="o" if len(depths) == 1 else None, markersize=12)  # one depth: a disc
     _log_x_if_wide(ax, data["depth"])
     ax.set(xlabel="depth (layers)", ylabel=f"layers with mean T > {gate_threshold:g}",
            title="Effective depth of highway nets")

@@ -427,6 +427,22 @@ def test_figures_of_many_settings_have_no_legend_of_every_setting(tmp_path, caps
     plots.plt.close("all")
 
 
+def test_the_every_layer_mark_shows_at_a_single_depth(tmp_path):
+    """A line through one point draws nothing: with one depth, the legend's "every layer"
+    must still point at something on the axes."""
+    sweep = tmp_path / "baselines"
+    for seed in range(2):
+        write_run(sweep / f"s{seed}", "highway_fc", 18, -2.0, seed, [0.5, 0.9], 0.9,
+                  [0.3, 0.2, 0.1])
+    from analysis import plots
+    from analysis.collect import collect
+
+    ax = plots.effective_depth(collect([sweep]).runs, 0.1).axes[0]
+    (every,) = [line for line in ax.get_lines() if line.get_label() == "every layer"]
+    assert list(every.get_xdata()) == [18.0] and every.get_marker() == "o"
+    plots.plt.close("all")
+
+
 def test_figures_scale_to_their_data_and_label_every_depth():
     """A 0-100 scale painted 93.6% and 97.3% one colour; a log axis left depth 20 unlabelled."""
     import matplotlib.pyplot as plt
