@@ -34,8 +34,7 @@ def build_other(source: Path, folder: Path, number: int) -> native_kernel.Kernel
     """Another version of the kernel's source, built and loaded as the project's own
     (`number` tells apart sources of the same name)."""
     target = folder / f"{number}-{source.stem}.so"
-    return native_kernel.Kernel(native_kernel._compile(native_kernel._compiler(), target,
-                                                       source))
+    return native_kernel.Kernel(native_kernel.build_source(source, target))
 
 
 def step_data(depth: int, members: int, seed: int = 0):

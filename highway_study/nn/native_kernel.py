@@ -214,9 +214,14 @@ def build() -> Path:
             from None
 
 
+def build_source(source: Path, target: Path) -> Path:
+    """Another version of the kernel's source built as `build` builds its own, into `target`
+    (a private folder of the caller's), with its hash recorded so that `Kernel` loads it."""
+    return _compile(_compiler(), target, source)
+
+
 def _compile(compiler: str, target: Path, source: Path = SOURCE) -> Path:
-    """`source` built with FLAGS into `target`, its hash recorded beside it (see `build`;
-    bench.kernel builds other versions of the source the same way)."""
+    """`source` built with FLAGS into `target`, its hash recorded beside it."""
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
         done = _run([compiler, *FLAGS, str(source), "-o", str(partial), "-lm"],
