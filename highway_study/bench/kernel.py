@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.markdown import table
 from highway_study.bench.benchmark import require_positive
 from highway_study.bench.limit import stack_flops_per_member_step
 from highway_study.nn import native_kernel
@@ -88,18 +89,16 @@ def difference(ours, theirs) -> str:
     return f"differs: up to {worst:.1e} of the largest value"
 
 
-def table(best: dict, sameness: dict, depth: int, members: int, threads: int) -> str:
+def report(best: dict, sameness: dict, depth: int, members: int, threads: int) -> str:
     per_thread = depth * members / threads  # layer-members each thread computes
     step_flops = stack_flops_per_member_step(depth, WIDTH, BATCH) * members
-    lines = [f"depth {depth}, {members} members, {threads} threads, batch {BATCH}, width "
-             f"{WIDTH}: ms (us per layer and member on each thread)",
-             "| source | " + " | ".join(PASSES) + " | training step GFLOP/s | results |",
-             "|---" * (len(PASSES) + 3) + "|"]
-    for name, parts in best.items():
-        cells = [f"{parts[p] * 1e3:.1f} ({parts[p] / per_thread * 1e6:.1f})" for p in PASSES]
-        rate = step_flops / (parts[PASSES[0]] + parts[PASSES[1]]) / 1e9
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {rate:.1f} | {sameness[name]} |")
-    return "\n".join(lines)
+    rows = [[name, *(f"{parts[p] * 1e3:.1f} ({parts[p] / per_thread * 1e6:.1f})"
+                     for p in PASSES),
+             f"{step_flops / (parts[PASSES[0]] + parts[PASSES[1]]) / 1e9:.1f}", sameness[name]]
+            for name, parts in best.items()]
+    return (f"depth {depth}, {members} members, {threads} threads, batch {BATCH}, width "
+            f"{WIDTH}: ms (us per layer and member on each thread)\n"
+            + table(["source", *PASSES, "training step GFLOP/s", "results"], rows))
 
 
 def main(argv=None) -> None:
@@ -123,6 +122,7 @@ def main(argv=None) -> None:
             for number, source in enumerate(args.compare):
                 kernels[str(source)] = build_other(source, folder, number)
             data = step_data(args.depth, args.members)
+            # this checkout's row compares two calls of it: the kernel is deterministic
             ours = results(kernels["this checkout"], data, args.threads)
             sameness = {name: difference(results(kernel, data, args.threads), ours)
                         for name, kernel in kernels.items()}
@@ -131,7 +131,7 @@ def main(argv=None) -> None:
             shutil.rmtree(folder, ignore_errors=True)
     except native_kernel.NativeUnavailable as error:
         raise SystemExit(f"bench.kernel: {error}") from None
-    print(table(best, sameness, args.depth, args.members, args.threads))
+    print(report(best, sameness, args.depth, args.members, args.threads), end="")
 
 
 if __name__ == "__main__":
