@@ -77,7 +77,7 @@ def comparison(studies: dict[str, tuple[dict, pd.DataFrame]]) -> pd.DataFrame:
 def section(table: pd.DataFrame, figures: dict, links: dict[str, str]) -> str:
     """The report: the table, the answer on the carry bias over depth, the figure and a link
     to each study's own report."""
-    from analysis.markdown import figure_link
+    from analysis.markdown import figure_link, table as markdown_table
 
     params = [c.removeprefix("best_") for c in table if c.startswith("best_")
               and c not in ("best_value", "best_trial")]
@@ -100,8 +100,7 @@ def section(table: pd.DataFrame, figures: dict, links: dict[str, str]) -> str:
              f"range of carry bias over the trials within {NEAR * 100:g} points (accuracy) or "
              f"{NEAR:g} (other values) of that best, a steadier answer than one trial when "
              "many trials score alike. Each study's own report is linked.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-             *["| " + " | ".join(row) + " |" for row in rows], ""]
+             markdown_table(header, rows)]
     answer = depth_answer(table)
     if answer:
         lines += [answer, ""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.markdown import figure_link
+from analysis.markdown import figure_link, table
 from analysis.optuna_study import best_index
 
 NAMES = {"optimizer.learning_rate": "learning rate", "best_val_accuracy": "best val accuracy",
@@ -50,8 +50,7 @@ def _pareto(trials, columns, labels, params) -> list[str]:
              *[number(row[p]) for p in params]] for _, row in front.iterrows()]
     return [f"{len(front)} Pareto-optimal trial{'s' if len(front) != 1 else ''} (no other "
             "trial is as good on every objective and better on one):", "",
-            "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-            *["| " + " | ".join(row) + " |" for row in rows]]
+            table(header, rows).rstrip("\n")]
 
 
 def _importances(trials, columns, labels) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import tables
 from analysis.collect import KEY_COLUMNS
-from analysis.markdown import figure_link
+from analysis.markdown import figure_link, table
 from analysis.select import data_sets, data_sets_warning, pooled, pooled_warning, select
 from analysis.study import shortcuts
 from analysis.tables import number, percent
@@ -102,8 +102,7 @@ def _question_1(c, figures) -> str:
     by_family["highway"] = best
     shown = [f for f in catalog.FAMILIES if f in ("plain", "highway") or not by_family[f].empty]
     titles = {"highway": "highway (best carry_bias)"}
-    rows = ["| depth | " + " | ".join(titles.get(f, f) for f in shown) + " |",
-            "|---" * (len(shown) + 1) + "|"]
+    rows = []
     depths = sorted(set().union(*(set(by_family[f]["depth"]) for f in shown)))
     for depth in depths:
         texts = []
@@ -113,7 +112,7 @@ def _question_1(c, figures) -> str:
             if family == "highway" and len(cell):
                 text += f" (carry_bias {cell['carry_bias'].iloc[0]:g})"
             texts.append(text)
-        rows.append(f"| {depth} | " + " | ".join(texts) + " |")
+        rows.append([depth, *texts])
     shallow = by_family["shallow"]
     deep_p, deep_h = plain.loc[plain["depth"].idxmax()], best.loc[best["depth"].idxmax()]
     answer = (
@@ -127,7 +126,8 @@ def _question_1(c, figures) -> str:
                f" {_reach('Highway', trained_h, c.threshold)}")
     if not shallow.empty:
         answer += f" The shallow net reaches {_cell(shallow.iloc[0])}."
-    return "\n".join([head, "", answer, "", *rows, "",
+    header = ["depth", *(titles.get(f, f) for f in shown)]
+    return "\n".join([head, "", answer, "", table(header, rows),
                       figure_link(figures, "accuracy_vs_depth", "Figure 3"),
                       figure_link(figures, "accuracy_heatmap", "Figure 1")])
 
@@ -139,18 +139,19 @@ def _question_2(c, figures) -> str:
         return _missing(head, "no highway_fc runs", COMMANDS["depth_bias"])
     value, unit, digits = _speed(highway)
     cells = tables.cells(highway, value)
-    rows = ["| carry_bias | depths tried | largest depth reaching the threshold (all seeds) "
-            f"| {unit} to threshold there |", "|---|---|---|---|"]
+    header = ["carry_bias", "depths tried", "largest depth reaching the threshold (all seeds)",
+              f"{unit} to threshold there"]
+    rows = []
     for bias, group in cells.groupby("carry_bias"):
         ok = group[(group["reached"] == group["n"]) & (group["n"] > 0)]
         tried = ", ".join(str(d) for d in group["depth"])
         if ok.empty:
-            rows.append(f"| {bias:g} | {tried} | none | – |")
+            rows.append([f"{bias:g}", tried, "none", "–"])
             continue
         top = ok.loc[ok["depth"].idxmax()]
         limit = " (deepest tried)" if top["depth"] == group["depth"].max() else ""
-        rows.append(f"| {bias:g} | {tried} | {top['depth']}{limit} | "
-                    f"{number(top['mean'], top['sd'], top['reached'], digits)} |")
+        rows.append([f"{bias:g}", tried, f"{top['depth']}{limit}",
+                     number(top['mean'], top['sd'], top['reached'], digits)])
     if unit == "steps":
         note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
                 f"{100 * c.threshold:g}% at a point of its step-resolution curve "
@@ -160,7 +161,7 @@ def _question_2(c, figures) -> str:
         note = (f"A cell reaches the threshold when every seed's validation accuracy reaches "
                 f"{100 * c.threshold:g}% within its epochs (recomputed from metrics.jsonl).")
         figure = figure_link(figures, "epochs_heatmap", "Figure 2")
-    return "\n".join([head, "", note, "", *rows, "", figure])
+    return "\n".join([head, "", note, "", table(header, rows), figure])
 
 
 def _question_3(c, figures) -> str:
@@ -173,10 +174,10 @@ def _question_3(c, figures) -> str:
     value, unit, digits = _speed(highway)
     stepwise = unit == "steps"
     speeds = tables.cells(highway, value)
-    rows = ["| carry_bias | cells | never reach threshold | diverged/failed | mean "
-            f"{unit} to threshold (runs that reach it) | mean test accuracy |"
-            + (" stalled runs |" if stepwise else ""),
-            "|---|---|---|---|---|---|" + ("---|" if stepwise else "")]
+    header = ["carry_bias", "cells", "never reach threshold", "diverged/failed",
+              f"mean {unit} to threshold (runs that reach it)", "mean test accuracy",
+              *(["stalled runs"] if stepwise else [])]
+    rows = []
     stats = {}
     for bias in biases:
         e = speeds[speeds["carry_bias"] == bias]
@@ -185,11 +186,9 @@ def _question_3(c, figures) -> str:
         lost = int(((e["completed"] == 0)).sum())
         speed = runs[value].mean()
         stats[bias] = (len(e), never, lost, speed)
-        row = (f"| {bias:g} | {len(e)} | {never} | {lost} | {number(speed, digits=digits)} | "
-               f"{percent(runs['test_accuracy'].mean())} |")
-        if stepwise:
-            row += f" {_stalled(runs)} |"
-        rows.append(row)
+        rows.append([f"{bias:g}", len(e), never, lost, number(speed, digits=digits),
+                     percent(runs['test_accuracy'].mean()),
+                     *([_stalled(runs)] if stepwise else [])])
     low, high = biases[0], biases[-1]
     answer = (f"Most negative carry_bias {low:g}: {stats[low][1]} of {stats[low][0]} cells never "
               f"reach the threshold, {stats[low][2]} diverge or fail. Most positive "
@@ -208,7 +207,7 @@ def _question_3(c, figures) -> str:
         figure = figure_link(figures, "steps_heatmap", "Steps to threshold")
     else:
         figure = figure_link(figures, "epochs_heatmap", "Figure 2")
-    return "\n".join([head, "", answer, "", *rows, "", figure])
+    return "\n".join([head, "", answer, "", table(header, rows), figure])
 
 
 def _question_4(c, figures) -> str:
@@ -218,19 +217,19 @@ def _question_4(c, figures) -> str:
     if highway.empty:
         return _missing(head, "no highway_fc runs with gate activity", COMMANDS["depth_bias"])
     grouped = highway.groupby(["depth", "carry_bias"])["effective_depth"]
-    table = grouped.agg(["mean", "std", "size"]).reset_index()
-    biases = sorted(table["carry_bias"].unique())
-    rows = ["| depth | " + " | ".join(f"carry_bias {b:g}" for b in biases) + " |",
-            "|---" * (len(biases) + 1) + "|"]
-    for depth, group in table.groupby("depth"):
+    used = grouped.agg(["mean", "std", "size"]).reset_index()
+    biases = sorted(used["carry_bias"].unique())
+    rows = []
+    for depth, group in used.groupby("depth"):
         cells = {b: number(m, s, n) for b, m, s, n in
                  zip(group["carry_bias"], group["mean"], group["std"], group["size"])}
-        rows.append(f"| {depth} | " + " | ".join(cells.get(b, "–") for b in biases) + " |")
+        rows.append([depth, *(cells.get(b, "–") for b in biases)])
     initial = ", ".join(f"{1 / (1 + math.exp(-b)):.2f} (carry_bias {b:g})" for b in biases)
     note = (f"Effective depth = layers whose mean transform-gate activity T at the end of "
             f"training exceeds {c.gate_threshold:g}. At initialisation T is about "
             f"sigmoid(carry_bias): {initial}.")
-    return "\n".join([head, "", note, "", *rows, "",
+    header = ["depth", *(f"carry_bias {b:g}" for b in biases)]
+    return "\n".join([head, "", note, "", table(header, rows),
                       figure_link(figures, "effective_depth", "Figure 5b"),
                       figure_link(figures, "gate_activity", "Figure 5a"), "",
                       _gate_dynamics(c, figures), _lesions(c, figures)])
@@ -292,9 +291,9 @@ def _step_resolution(c, figures) -> str:
     area = tables.cells(runs, "curve_area").set_index(tables.CELL)
     after = {b: tables.cells(runs, f"accuracy_after_{b}").set_index(tables.CELL)
              for b in budgets}
-    header = (f"| model | depth | carry_bias | steps to {100 * c.threshold:g}% | curve area | "
-              "stalled | " + " | ".join(f"after {b:,} steps" for b in budgets) + " |")
-    rows = [header, "|---" * (6 + len(budgets)) + "|"]
+    header = ["model", "depth", "carry_bias", f"steps to {100 * c.threshold:g}%", "curve area",
+              "stalled", *(f"after {b:,} steps" for b in budgets)]
+    rows = []
     for _, cell in steps.iterrows():
         key = tuple(cell[k] for k in tables.CELL)
         members = runs[(runs["model"] == cell["model"]) & (runs["depth"] == cell["depth"])
@@ -305,8 +304,8 @@ def _step_resolution(c, figures) -> str:
         texts = [percent(after[b].loc[key, "mean"], after[b].loc[key, "sd"],
                          after[b].loc[key, "reached"]) for b in budgets]
         spread = number(area.loc[key, "mean"], area.loc[key, "sd"], area.loc[key, "reached"], 2)
-        rows.append(f"| {cell['model']} | {cell['depth']} | {cell['carry_bias']:g} | {reach} | "
-                    f"{spread} | {_stalled(members)} | " + " | ".join(texts) + " |")
+        rows.append([cell['model'], cell['depth'], f"{cell['carry_bias']:g}", reach, spread,
+                     _stalled(members), *texts])
     note = (f"Every number comes from the runs' step-resolution curves ({_eval_every(runs)}). "
             "Curve area = area under validation accuracy over steps divided by the steps "
             "spanned (1 = perfect from the first point). Stalled: never more than "
@@ -314,7 +313,7 @@ def _step_resolution(c, figures) -> str:
             f"{convergence.STALL_AFTER} on (– for runs shorter than that). \"After N "
             "steps\" is each run's last point at or before step N (runs.csv's "
             "step_read_after_N says which step).")
-    return "\n".join([head, "", note, "", *rows, "",
+    return "\n".join([head, "", note, "", table(header, rows),
                       figure_link(figures, "steps_heatmap", "Steps to threshold"),
                       figure_link(figures, "budget_heatmaps", "Accuracy after step budgets"),
                       figure_link(figures, "step_curves", "Learning curves over steps")])

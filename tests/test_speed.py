@@ -420,6 +420,25 @@ def test_the_protocols_matmuls_are_about_310_tflop():
     assert 305e12 < total < 315e12
 
 
+def test_the_sweep_table_keeps_its_columns_where_a_depth_failed():
+    """A failed depth's row holds its error and empty cells up to the table's last column,
+    the limit's two included, so the table still reads as one."""
+    from highway_study.bench.sweep import markdown_table
+
+    done = {"depth": 10, "members": 21, "old_member_steps_per_s": 700.0,
+            "new_member_steps_per_s": 1400.0, "speedup": 2.0, "old_build_first_step_s": 1.0,
+            "new_build_first_step_s": 2.0, "old_cores_busy": 2.0, "new_cores_busy": 1.5,
+            "old_gflops": 19.0, "new_gflops": 38.0, "stack_member_steps_per_s": {"xla": 1300.0}}
+    failed = {"depth": 1000, "members": 21, "error": "out of memory"}
+    lines = markdown_table([done, failed], limit_gflops=190.0).splitlines()
+    assert len({line.count("|") for line in lines}) == 1
+    assert lines[0].count("|") == 10  # 9 columns: 6, one compared stack, the limit's 2
+    assert lines[2].startswith("| 10 | 700 | 1400 | 2.00x |")
+    assert lines[2].endswith("| 1300 | 19.0 / 38.0 | 10% / 20% |")
+    assert lines[3].startswith("| 1000 | out of memory |")
+    assert "(190 GFLOP/s)" in lines[0]
+
+
 @pytest.mark.parametrize("cpuinfo, expected", [
     ("model name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx avx2 fma\n",
      ("AMD EPYC 9R14", "AVX2 (256 bits)")),

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.collect import AnalysisError, collect
-from analysis.markdown import figure_link, write_section
+from analysis.markdown import figure_link, table, write_section
 from analysis.select import pooled, pooled_warning
 from analysis.study import needs_depth as nd
 from analysis.tables import percent
@@ -155,11 +155,10 @@ def _cells(study: Study, figures: dict) -> str:
         return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
     cells = nd.grid(study.runs)
     biases = sorted(cells["carry_bias"].unique())
-    rows = ["| depth | " + " | ".join(f"carry bias {b:g}" for b in biases) + " |",
-            "|---" * (len(biases) + 1) + "|"]
+    rows = []
     for depth, group in cells.groupby("depth"):
         by_bias = {cell["carry_bias"]: _cell(cell) for _, cell in group.iterrows()}
-        rows.append(f"| {depth} | " + " | ".join(by_bias.get(b, "–") for b in biases) + " |")
+        rows.append([depth, *(by_bias.get(b, "–") for b in biases)])
     learning = cells[cells["learns"] == True]  # noqa: E712
     where = _by_bias(learning)
     unknown = int(cells["learns"].isna().sum())
@@ -172,8 +171,9 @@ def _cells(study: Study, figures: dict) -> str:
                    f"{_percent(best)}.")
     figure = ("The grid is drawn beside the MNIST grid under question 5." if
               _beside(study) else figure_link(figures, FIGURES["heatmaps"], "Tent grid"))
+    header = ["depth", *(f"carry bias {b:g}" for b in biases)]
     return "\n".join([head, "", answer, "", "Test accuracy per cell (bold: learns):", "",
-                      *rows, "", figure])
+                      table(header, rows), figure])
 
 
 def _families(study: Study) -> str:
@@ -184,9 +184,8 @@ def _families(study: Study) -> str:
     if not {"residual", "plain"} & families:
         return _missing(head, f"no residual or plain runs on data={nd.TASK}",
                         nd.COMMANDS["baselines"])
-    table = nd.compare(study.runs)
-    rows, answer = family_rows(table)
-    lines = [head, "", answer, "", *rows, "", "Bold: the cell learns the task. "
+    compared, answer = family_table(nd.compare(study.runs))
+    lines = [head, "", answer, "", compared, "Bold: the cell learns the task. "
              "Every number is in `needs_depth_families.csv`."]
     if "residual" not in families or "plain" not in families:
         lost = "residual" if "residual" not in families else "plain"
@@ -194,32 +193,31 @@ def _families(study: Study) -> str:
     return "\n".join(lines)
 
 
-def family_rows(table: pd.DataFrame, task: str = "it") -> tuple[list[str], str]:
-    """The markdown rows of a needs_depth.compare table and the sentence that sums it up
-    (also the shortcut section of report.md, analysis.study.shortcuts)."""
-    moderate = f"highway, carry bias {nd.MODERATE_BIAS:g}"
-    rows = [f"| depth | plain | residual | highway, best carry bias | {moderate} |",
-            "|---|---|---|---|---|"]
-    for _, row in table.iterrows():
+def family_table(compared: pd.DataFrame, task: str = "it") -> tuple[str, str]:
+    """A needs_depth.compare table in Markdown and the sentence that sums it up (also the
+    shortcut section of report.md, analysis.study.shortcuts)."""
+    header = ["depth", "plain", "residual", "highway, best carry bias",
+              f"highway, carry bias {nd.MODERATE_BIAS:g}"]
+    rows = []
+    for _, row in compared.iterrows():
         best = _cell(_part(row, "highway_best"))
         if not pd.isna(row["highway_best_carry_bias"]):
             best += f" ({row['highway_best_carry_bias']:g})"
-        rows.append(f"| {row['depth']} | {_cell(_part(row, 'plain'))} | "
-                    f"{_cell(_part(row, 'residual'))} | {best} | "
-                    f"{_cell(_part(row, 'highway_moderate'))} |")
+        rows.append([row['depth'], _cell(_part(row, 'plain')), _cell(_part(row, 'residual')),
+                     best, _cell(_part(row, 'highway_moderate'))])
     names = {"residual": "Residual nets", "highway_best": "highway nets at their best carry "
              "bias", "highway_moderate": f"highway nets at carry bias {nd.MODERATE_BIAS:g}",
              "plain": "plain nets"}
-    sentences = [f"{text} learn {task} at {_depths(table, name)}"
+    sentences = [f"{text} learn {task} at {_depths(compared, name)}"
                  for name, text in names.items()]
     answer = "; ".join(sentences) + "."
-    both = table.dropna(subset=["residual_mean", "highway_best_mean"])
+    both = compared.dropna(subset=["residual_mean", "highway_best_mean"])
     if len(both):
         gaps = ", ".join(f"{_points(r['residual_mean'] - r['highway_best_mean'])} at depth "
                          f"{r['depth']}" for _, r in both.iterrows())
         answer += (f" Residual minus highway (best carry bias), in points of mean test "
                    f"accuracy: {gaps}.")
-    return rows, answer
+    return table(header, rows), answer
 
 
 def _deep(study: Study) -> str:
@@ -281,27 +279,24 @@ def _gates(study: Study, figures: dict) -> str:
     if study.highway.empty:
         return _missing(head, f"no highway runs on data={nd.TASK}", nd.COMMANDS["highway"])
     groups = nd.gate_groups(study.runs, study.gates)
-    rows = ["| cells of the grid | cells (runs) | depths | mean test accuracy | layers used "
-            "| share of depth used | mean T over layers | layers used, pooled over runs |",
-            "|---|---|---|---|---|---|---|---|"]
-    for _, g in groups.iterrows():
-        rows.append(f"| {g['group']} | {g['cells']} ({g['runs']}) | {g['depths'] or '–'} | "
-                    f"{percent(g['test_accuracy'])} | "
-                    f"{_number(g['layers_used'], g['layers_used_sd'], g['runs'])} | "
-                    f"{percent(g['layers_used_share'])} | {_gate(g['mean_gate'])} | "
-                    f"{percent(g['share_of_layers_used'])} |")
-    by_depth = nd.gates_by_depth(study.runs)
-    depth_rows = ["| depth | cells that learn | their carry biases | layers used (learn) | "
-                  "layers used (do not) |", "|---|---|---|---|---|"]
-    for _, d in by_depth.iterrows():
-        depth_rows.append(f"| {d['depth']} | {d['learning_cells']} of {d['cells']} | "
-                          f"{d['learning_biases'] or '–'} | "
-                          f"{_number(d['layers_used_learners'])} | "
-                          f"{_number(d['layers_used_others'])} |")
+    rows = [[g['group'], f"{g['cells']} ({g['runs']})", g['depths'] or '–',
+             percent(g['test_accuracy']),
+             _number(g['layers_used'], g['layers_used_sd'], g['runs']),
+             percent(g['layers_used_share']), _gate(g['mean_gate']),
+             percent(g['share_of_layers_used'])] for _, g in groups.iterrows()]
+    depth_rows = [[d['depth'], f"{d['learning_cells']} of {d['cells']}",
+                   d['learning_biases'] or '–', _number(d['layers_used_learners']),
+                   _number(d['layers_used_others'])]
+                  for _, d in nd.gates_by_depth(study.runs).iterrows()]
     return "\n".join([head, "", "Completed highway runs, grouped by their cell's verdict "
-                      "(every number is in `needs_depth_gates.csv`):", "", *rows, "",
+                      "(every number is in `needs_depth_gates.csv`):", "",
+                      table(["cells of the grid", "cells (runs)", "depths", "mean test accuracy",
+                             "layers used", "share of depth used", "mean T over layers",
+                             "layers used, pooled over runs"], rows),
                       "Per depth (mean layers used over the runs of each group):", "",
-                      *depth_rows, "", figure_link(figures, FIGURES["gates"], "Gates per layer")])
+                      table(["depth", "cells that learn", "their carry biases",
+                             "layers used (learn)", "layers used (do not)"], depth_rows),
+                      figure_link(figures, FIGURES["gates"], "Gates per layer")])
 
 
 def _mnist(study: Study, figures: dict) -> str:
@@ -347,8 +342,8 @@ def _other_families(study: Study) -> str:
                               f"outputs/experiments/mnist_residual`)",
                         nd.COMMANDS["mnist_residual"])
     chance = nd.data_chance(study.other)
-    rows, answer = family_rows(nd.compare(study.other, chance), name)
-    return "\n".join([head, "", answer, "", *rows, "",
+    compared, answer = family_table(nd.compare(study.other, chance), name)
+    return "\n".join([head, "", answer, "", compared,
                       f"Bold: the cell learns {name} (mean test accuracy ≥ "
                       f"{100 * nd.learn_mark(chance):g}%). Every number is in "
                       f"`{FAMILIES_COMPARED}`."])
@@ -382,9 +377,9 @@ def _part(row, prefix: str) -> dict:
                                                         "diverged", "n", "learns")}
 
 
-def _depths(table: pd.DataFrame, prefix: str) -> str:
-    learning = table[table[f"{prefix}_learns"] == True]["depth"]  # noqa: E712
-    if table[f"{prefix}_mean"].isna().all() and table[f"{prefix}_n"].isna().all():
+def _depths(compared: pd.DataFrame, prefix: str) -> str:
+    learning = compared[compared[f"{prefix}_learns"] == True]["depth"]  # noqa: E712
+    if compared[f"{prefix}_mean"].isna().all() and compared[f"{prefix}_n"].isna().all():
         return "no depth (not run)"
     return "depth " + ", ".join(str(d) for d in learning) if len(learning) else "no depth"
 

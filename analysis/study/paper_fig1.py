@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.markdown import figure_link, write_section
+from analysis.markdown import figure_link, table, write_section
 from analysis.tables import percent
 from analysis.sanitize import loose
 from highway_study import catalog, record
@@ -151,18 +151,19 @@ def section(fig1: Figure1, figures: dict) -> str:
              "Each network's trials (an Optuna TPE search of the learning rate, and of the "
              "carry bias for highway nets; SGD with momentum on MNIST); its best trial is the "
              "one with the lowest training loss in its last epoch. Full table: "
-             "`paper_fig1_trials.csv`.", "",
-             "| network | depth | trials (finished) | epochs | best learning rate | best carry "
-             "bias | final training loss | best validation accuracy | test accuracy |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "`paper_fig1_trials.csv`.", ""]
+    rows = []
     for best in fig1.best.itertuples():
         row = budget.loc[(best.family, best.depth)]
         bias = f"{best.carry_bias:.2f}" if best.family == "highway" else "–"
-        lines.append(f"| {best.family} | {best.depth} | {row.trials} ({row.finished}) | "
-                     f"{row.epochs:.0f} | {best.learning_rate:.3g} | {bias} | "
-                     f"{best.final_train_loss:.4g} | {percent(best.best_val_accuracy)} | "
-                     f"{percent(best.test_accuracy)} |")
-    lines += ["", answer(fig1.best), "", figure_link(figures, FIGURE, "Figure 1")]
+        rows.append([best.family, best.depth, f"{row.trials} ({row.finished})",
+                     f"{row.epochs:.0f}", f"{best.learning_rate:.3g}", bias,
+                     f"{best.final_train_loss:.4g}", percent(best.best_val_accuracy),
+                     percent(best.test_accuracy)])
+    header = ["network", "depth", "trials (finished)", "epochs", "best learning rate",
+              "best carry bias", "final training loss", "best validation accuracy",
+              "test accuracy"]
+    lines += [table(header, rows), answer(fig1.best), "", figure_link(figures, FIGURE, "Figure 1")]
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.study import needs_depth as nd
-from analysis.study.needs_depth_report import family_rows
+from analysis.study.needs_depth_report import family_table
 from highway_study import catalog
 
 HEAD = "## Carry gate or identity shortcut: residual nets against highway nets"
@@ -38,8 +38,8 @@ def section(runs: pd.DataFrame, out_dir) -> str | None:
     for label, part in found:
         chance = nd.data_chance(part)
         table = nd.compare(part, chance)
-        rows, answer = family_rows(table, label)
-        lines += [f"### {label}", "", answer, "", *rows, "",
+        compared, answer = family_table(table, label)
+        lines += [f"### {label}", "", answer, "", compared,
                   f"Bold: the cell learns (mean test accuracy ≥ "
                   f"{100 * nd.learn_mark(chance):g}%, halfway from chance, and no seed "
                   f"diverged). Every number is in `{TABLE}`.", ""]

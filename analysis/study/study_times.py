@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from analysis.markdown import table
+
 DEFAULT_LOGS = Path("outputs") / "study_logs"
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+)\]")
 NO_END = "no end line"
@@ -130,15 +132,13 @@ def _minutes(seconds: float) -> str:
 
 
 def markdown(steps: list[StepTimes]) -> str:
-    lines = ["| step | attempts | wall time, min | paused, min | last attempt |",
-             "|---|---|---|---|---|"]
-    for step in steps:
-        lines.append(f"| {step.name} | {len(step.attempts)} | {_minutes(step.wall_seconds)} | "
-                     f"{_minutes(step.paused_seconds)} | {step.last_status} |")
-    total = sum(step.wall_seconds for step in steps)
-    lines.append(f"| all | {sum(len(s.attempts) for s in steps)} | {_minutes(total)} | "
-                 f"{_minutes(sum(s.paused_seconds for s in steps))} | |")
-    return "\n".join(lines)
+    rows = [[step.name, len(step.attempts), _minutes(step.wall_seconds),
+             _minutes(step.paused_seconds), step.last_status] for step in steps]
+    rows.append(["all", sum(len(s.attempts) for s in steps),
+                 _minutes(sum(s.wall_seconds for s in steps)),
+                 _minutes(sum(s.paused_seconds for s in steps)), ""])
+    header = ["step", "attempts", "wall time, min", "paused, min", "last attempt"]
+    return table(header, rows).rstrip("\n")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 
+from analysis.markdown import table
 from highway_study.bench.cell import CLASSES, FEATURES, VARIANTS
 
 DEFAULT_VARIANTS = ("reference", "scan_autodiff", "scan_autodiff_jit", "scan_1stream", "scan")
@@ -205,21 +206,19 @@ def add_ratios(rows: list[dict]) -> None:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    head = ("| depth | variant | build + first step (s) | steady steps/s | GFLOP/s "
-            "| peak RSS (MB) | steps/s vs reference |\n|---|---|---|---|---|---|---|")
-    lines = [head]
+    header = ["depth", "variant", "build + first step (s)", "steady steps/s", "GFLOP/s",
+              "peak RSS (MB)", "steps/s vs reference"]
+    body = []
     for r in rows:
         if "error" in r or "skipped" in r:
-            why = r.get("error") or r["skipped"]
-            lines.append(f"| {r['depth']} | {r['variant']} | {why} | | | | |")
+            body.append([r["depth"], r["variant"], r.get("error") or r["skipped"], "", "", "",
+                         ""])
             continue
         ratio = r.get("speedup_vs_reference")
-        lines.append(
-            f"| {r['depth']} | {r['variant']} | {r['build_first_step_s']:.2f} "
-            f"| {r['steps_per_s']:.1f} | {r['gflop_per_s']:.1f} | {r['peak_rss_mb']:.0f} "
-            f"| {'' if ratio is None else f'{ratio:.2f}x'} |"
-        )
-    return "\n".join(lines)
+        body.append([r["depth"], r["variant"], f"{r['build_first_step_s']:.2f}",
+                     f"{r['steps_per_s']:.1f}", f"{r['gflop_per_s']:.1f}",
+                     f"{r['peak_rss_mb']:.0f}", "" if ratio is None else f"{ratio:.2f}x"])
+    return table(header, body).rstrip("\n")
 
 
 def require_positive(parser, args, numbers: list[str], lists: list[str]) -> None:

@@ -20,6 +20,8 @@ import argparse
 import os
 import time
 
+from analysis.markdown import table
+
 
 def _best_ms(fn, *args, repeats: int = 5) -> float:
     import numpy as np
@@ -140,9 +142,10 @@ def main(argv=None) -> int:
     flops = 2 * 50 * 50 * 100 * args.depth * args.members
     print(f"depth {args.depth}, {args.members} members, batch 50, width 50, one thread; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    print("| part | ms | GFLOP/s per layer product |\n|---|---|---|")
-    for part, ms in measure(args.depth, args.members, segments=args.segments):
-        print(f"| {part} | {ms:.3g} | {flops / ms / 1e6:.3g} |")
+    print(table(["part", "ms", "GFLOP/s per layer product"],
+                [[part, f"{ms:.3g}", f"{flops / ms / 1e6:.3g}"]
+                 for part, ms in measure(args.depth, args.members, segments=args.segments)]),
+          end="")
     return 0
 
 

@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 
+from analysis.markdown import table
 from highway_study.bench import limit
 from highway_study.bench.benchmark import CellProcess, require_positive
 
@@ -127,24 +128,22 @@ def protocol_estimate(rows: list[dict], runs_per_depth: int, steps: int) -> dict
 def markdown_table(rows: list[dict], limit_gflops: float | None = None) -> str:
     """One row per depth; with the machine's matmul rate, each path's GFLOP/s and its share
     of that rate."""
-    table = _speed_table(rows)
-    if limit_gflops is None:
-        return table
-    lines = table.splitlines()
-    lines[0] += (" GFLOP/s: runs / population | share of the limit "
-                 f"({limit_gflops:.0f} GFLOP/s): runs / population |")
-    lines[1] += "---|---|"
-    for i, row in enumerate(rows, start=2):
-        if "error" in row:
-            lines[i] += " | |"
-            continue
-        lines[i] += (f" {row['old_gflops']:.1f} / {row['new_gflops']:.1f} | "
-                     f"{100 * row['old_gflops'] / limit_gflops:.0f}% / "
-                     f"{100 * row['new_gflops'] / limit_gflops:.0f}% |")
-    return "\n".join(lines)
+    header, body = _speed_columns(rows)
+    if limit_gflops is not None:
+        header += ["GFLOP/s: runs / population",
+                   f"share of the limit ({limit_gflops:.0f} GFLOP/s): runs / population"]
+        for row, cells in zip(rows, body):
+            if "error" in row:
+                cells += ["", ""]
+                continue
+            cells += [f"{row['old_gflops']:.1f} / {row['new_gflops']:.1f}",
+                      f"{100 * row['old_gflops'] / limit_gflops:.0f}% / "
+                      f"{100 * row['new_gflops'] / limit_gflops:.0f}%"]
+    return table(header, body).rstrip("\n")
 
 
-def _speed_table(rows: list[dict]) -> str:
+def _speed_columns(rows: list[dict]) -> tuple[list[str], list[list]]:
+    """The table's header and a row of cells per depth, before the limit's columns."""
     first = next((r for r in rows if "error" not in r), {})
     compared = [("groups_member_steps_per_s", count, f"population in {count} parts")
                 for count in first.get("groups_member_steps_per_s", {})]
@@ -158,22 +157,22 @@ def _speed_table(rows: list[dict]) -> str:
     if "fit_member_steps_per_s" in first:
         compared.append(("fit_member_steps_per_s", None,
                          "one run per process with Keras fit (before the one engine), 2 jobs"))
-    extra = "".join(f" {label}: member-steps/s |" for _, _, label in compared)
-    lines = ["| depth | one run per process, 2 jobs: member-steps/s | population of "
-             f"{rows[0]['members']}: member-steps/s | speed-up | build + first step: "
-             f"run / population (s) | cores busy: runs / population |{extra}",
-             "|---|---|---|---|---|---|" + "---|" * len(compared)]
+    header = ["depth", "one run per process, 2 jobs: member-steps/s",
+              f"population of {rows[0]['members']}: member-steps/s", "speed-up",
+              "build + first step: run / population (s)", "cores busy: runs / population",
+              *(f"{label}: member-steps/s" for _, _, label in compared)]
+    body = []
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['depth']} | {r['error']} | | | | |" + " |" * len(compared))
+            body.append([r["depth"], r["error"], *[""] * (len(header) - 2)])
             continue
-        others = "".join(f" {r[key] if count is None else r[key][count]:.0f} |"
-                         for key, count, _ in compared)
-        lines.append(f"| {r['depth']} | {r['old_member_steps_per_s']:.0f} | "
-                     f"{r['new_member_steps_per_s']:.0f} | {r['speedup']:.2f}x | "
-                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f} | "
-                     f"{r['old_cores_busy']:.2f} / {r['new_cores_busy']:.2f} |{others}")
-    return "\n".join(lines)
+        body.append([r["depth"], f"{r['old_member_steps_per_s']:.0f}",
+                     f"{r['new_member_steps_per_s']:.0f}", f"{r['speedup']:.2f}x",
+                     f"{r['old_build_first_step_s']:.1f} / {r['new_build_first_step_s']:.1f}",
+                     f"{r['old_cores_busy']:.2f} / {r['new_cores_busy']:.2f}",
+                     *(f"{r[key] if count is None else r[key][count]:.0f}"
+                       for key, count, _ in compared)])
+    return header, body
 
 
 OP_THREADS_LABEL = {"0": "all cores'"}
