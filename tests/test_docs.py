@@ -374,7 +374,8 @@ def test_run_study_lists_its_steps_and_refuses_an_unknown_one_before_running_any
     listed = run_study_with(tmp_path, RECORD_CALLS, "--list")
     assert listed.returncode == 0, listed.stderr
     names = listed.stdout.split()
-    assert names[0] == "blog_depth_bias" and names[-1] == "needs_depth_deep"
+    assert names[0] == "blog_depth_bias" and names[-1] == "depth_1000"
+    assert "blog_baselines_modern" in names and "softmax_baseline_modern" in names
     assert "paper_lr_bias_highway_fc_mnist_depth50" in names and "paper_fig2" in names
     assert not (tmp_path / "calls").exists()  # listing trains nothing
 
